@@ -1,0 +1,15 @@
+//! Mediator: a self-hosted SIP B2BUA for number masking (bindings) and
+//! click-to-call (dialouts), provisioned through the Mediator REST API.
+//!
+//! Layout (see `docs/architecture.md`): `config` reads the TOML contract,
+//! `model` holds the API's types and rules, `store` persists them on SQLite
+//! or PostgreSQL, `api` serves `/mediator/v1`, `scheduler` runs housekeeping,
+//! `server` wires them together, `cli` is the command line.
+
+pub mod config;
+pub mod model;
+pub mod api;
+pub mod cli;
+pub mod scheduler;
+pub mod server;
+pub mod store;

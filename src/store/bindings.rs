@@ -1,0 +1,370 @@
+//! Bindings: create with redirect DID allocation, read (live only), list,
+//! change, delete, and the expiry sweep.
+//!
+//! Uniqueness (DESIGN.md, "REST API decisions"): two live bindings on one
+//! redirect DID must differ in `origination_did`, and a binding with no
+//! `origination_did` takes its redirect DID alone. Every write that can
+//! break this runs in [`Store::begin_write`], so concurrent requests see
+//! each other's bindings.
+
+use sqlx::{AssertSqlSafe, Row};
+use sqlx::any::AnyRow;
+
+use super::list::{FieldSpec, Kind, ListQuery, ListSpec, Page};
+use super::{BINDING_LIVE, Result, Store, StoreError, WriteTx, json_map};
+use crate::model::binding::{Binding, BindingDraft};
+use crate::model::phone::{NumberInfo, PhoneNumber};
+use crate::model::{new_sid, now_ms};
+
+const COLUMNS: &str = "b.binding_sid, b.account_sid, b.name, b.destination_did, b.origination_did, b.redirect_did, \
+     b.dtmf, b.attributes, b.date_created, b.max_expires_at, b.wait_expires_at, \
+     d.country_code, d.in_country_format, d.international_format";
+const FROM: &str = "bindings b LEFT JOIN dids d ON d.phonenumber = b.redirect_did";
+
+fn map(row: &AnyRow) -> Result<Binding> {
+    let redirect_did: String = row.try_get("redirect_did")?;
+    let country: Option<String> = row.try_get("country_code")?;
+    let redirect_did_info = match country {
+        Some(country_code) => NumberInfo {
+            country_code,
+            in_country_format: row.try_get::<Option<String>, _>("in_country_format")?.unwrap_or_default(),
+            international_format: row.try_get::<Option<String>, _>("international_format")?.unwrap_or_default(),
+            phonenumber: redirect_did.clone(),
+        },
+        // The DID row is gone (removed from the account): compute the formats.
+        None => match PhoneNumber::parse(&redirect_did) {
+            Ok(p) => p.info(),
+            Err(_) => NumberInfo {
+                country_code: String::new(),
+                in_country_format: redirect_did.clone(),
+                international_format: format!("+{redirect_did}"),
+                phonenumber: redirect_did.clone(),
+            },
+        },
+    };
+    Ok(Binding {
+        binding_sid: row.try_get("binding_sid")?,
+        account_sid: row.try_get("account_sid")?,
+        name: row.try_get("name")?,
+        destination_did: row.try_get("destination_did")?,
+        origination_did: row.try_get("origination_did")?,
+        redirect_did,
+        dtmf: row.try_get("dtmf")?,
+        attributes: json_map(row, "attributes")?,
+        date_created: row.try_get("date_created")?,
+        max_expires_at: row.try_get("max_expires_at")?,
+        wait_expires_at: row.try_get("wait_expires_at")?,
+        redirect_did_info,
+    })
+}
+
+/// The API's binding list: live bindings of the account.
+pub const LIST: ListSpec = ListSpec {
+    from: FROM,
+    columns: COLUMNS,
+    base_where: concat!(
+        "b.account_sid = $1 AND (b.max_expires_at IS NULL OR b.max_expires_at > $2) ",
+        "AND (b.origination_did IS NOT NULL OR b.wait_expires_at IS NULL OR b.wait_expires_at > $2)"
+    ),
+    sid: "b.binding_sid",
+    fields: &[
+        FieldSpec { name: "account_sid", expr: "b.account_sid", kind: Kind::Text, nullable: false },
+        FieldSpec { name: "binding_sid", expr: "b.binding_sid", kind: Kind::Text, nullable: false },
+        FieldSpec { name: "date_created", expr: "b.date_created", kind: Kind::Time, nullable: false },
+        FieldSpec { name: "destination_did", expr: "b.destination_did", kind: Kind::Phone, nullable: false },
+        FieldSpec { name: "dtmf", expr: "b.dtmf", kind: Kind::Text, nullable: true },
+        FieldSpec {
+            name: "maximum_ttl",
+            expr: "(CASE WHEN b.max_expires_at IS NULL THEN -1 ELSE (b.max_expires_at - $2 + 999) / 1000 END)",
+            kind: Kind::Int,
+            nullable: false,
+        },
+        FieldSpec { name: "name", expr: "b.name", kind: Kind::Text, nullable: false },
+        FieldSpec { name: "origination_did", expr: "b.origination_did", kind: Kind::Phone, nullable: true },
+        FieldSpec { name: "redirect_did", expr: "b.redirect_did", kind: Kind::Phone, nullable: false },
+        FieldSpec {
+            name: "wait_origination_did_ttl",
+            expr: "(CASE WHEN b.wait_expires_at IS NULL THEN -1 WHEN b.wait_expires_at < $2 THEN 0 ELSE (b.wait_expires_at - $2 + 999) / 1000 END)",
+            kind: Kind::Int,
+            nullable: false,
+        },
+    ],
+    attributes: Some("b.attributes"),
+    nested: &[
+        ("redirect_did_info.country_code", "d.country_code"),
+        ("redirect_did_info.e164_format", "('+' || b.redirect_did)"),
+        ("redirect_did_info.in_country_format", "d.in_country_format"),
+        ("redirect_did_info.international_format", "d.international_format"),
+        ("redirect_did_info.phonenumber", "b.redirect_did"),
+    ],
+};
+
+/// Options of POST /bindings (reference, "Create Binding", query arguments).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// `reuse=true`: return a live binding with the same destination,
+    /// origination and (when given) redirect DID instead of a new one.
+    pub reuse: bool,
+    /// `fallback_country`: ISO 3166-1 alpha-3 country to pick the redirect
+    /// DID from when the caller's country has none free.
+    pub fallback_country: Option<String>,
+}
+
+fn no_did(message: impl Into<String>) -> StoreError {
+    StoreError::Conflict {
+        field: "redirect_did".into(),
+        message: message.into(),
+    }
+}
+
+impl Store {
+    /// Creates a binding from `draft`, picking a redirect DID when the draft
+    /// has none.
+    ///
+    /// Errors: [`StoreError::Conflict`] on `redirect_did` when the given DID
+    /// is not the account's or is taken for this caller, or when no DID is
+    /// free.
+    pub async fn create_binding(&self, account_sid: &str, draft: &BindingDraft, opts: &CreateOptions) -> Result<Binding> {
+        let mut tx = self.begin_write(account_sid).await?;
+        let now = now_ms();
+        if opts.reuse
+            && let Some(existing) = find_same(&mut tx, account_sid, draft, now).await?
+        {
+            tx.commit().await?;
+            return Ok(existing);
+        }
+        let redirect = match &draft.redirect_did {
+            Some(r) => {
+                check_redirect(&mut tx, account_sid, r, draft.origination_did.as_deref(), None, now).await?;
+                r.clone()
+            }
+            None => allocate(&mut tx, account_sid, draft, opts.fallback_country.as_deref(), now).await?,
+        };
+        let sid = new_sid();
+        sqlx::query(
+            "INSERT INTO bindings (binding_sid, account_sid, name, destination_did, origination_did, redirect_did, dtmf, \
+             attributes, date_created, max_expires_at, wait_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&sid)
+        .bind(account_sid)
+        .bind(&draft.name)
+        .bind(&draft.destination_did)
+        .bind(draft.origination_did.clone())
+        .bind(&redirect)
+        .bind(draft.dtmf.clone())
+        .bind(serde_json::Value::Object(draft.attributes.clone()).to_string())
+        .bind(now)
+        .bind(draft.maximum_ttl.deadline(now))
+        .bind(draft.wait_origination_did_ttl.deadline(now))
+        .execute(tx.conn())
+        .await?;
+        let created = fetch(tx.conn(), account_sid, &sid, now).await?.ok_or(StoreError::NotFound)?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    /// The live binding `sid` of the account.
+    pub async fn get_binding(&self, account_sid: &str, sid: &str) -> Result<Binding> {
+        let mut conn = self.pool.acquire().await?;
+        fetch(&mut conn, account_sid, sid, now_ms()).await?.ok_or(StoreError::NotFound)
+    }
+
+    /// The API's binding list.
+    pub async fn list_bindings(&self, account_sid: &str, now: i64, q: &ListQuery) -> Result<Page<Binding>> {
+        self.run_list(&LIST, account_sid, now, q, map).await
+    }
+
+    /// Replaces the stored state of binding `sid` with `draft` (PATCH and
+    /// PUT have already merged it); the same DID rules as on create.
+    pub async fn update_binding(&self, account_sid: &str, sid: &str, draft: &BindingDraft) -> Result<Binding> {
+        let mut tx = self.begin_write(account_sid).await?;
+        let now = now_ms();
+        if fetch(tx.conn(), account_sid, sid, now).await?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let redirect = draft
+            .redirect_did
+            .clone()
+            .ok_or_else(|| no_did("a binding keeps its redirect_did"))?;
+        check_redirect(&mut tx, account_sid, &redirect, draft.origination_did.as_deref(), Some(sid), now).await?;
+        sqlx::query(
+            "UPDATE bindings SET name = $1, destination_did = $2, origination_did = $3, redirect_did = $4, dtmf = $5, \
+             attributes = $6, max_expires_at = $7, wait_expires_at = $8 WHERE binding_sid = $9 AND account_sid = $10",
+        )
+        .bind(&draft.name)
+        .bind(&draft.destination_did)
+        .bind(draft.origination_did.clone())
+        .bind(&redirect)
+        .bind(draft.dtmf.clone())
+        .bind(serde_json::Value::Object(draft.attributes.clone()).to_string())
+        .bind(draft.maximum_ttl.deadline(now))
+        .bind(draft.wait_origination_did_ttl.deadline(now))
+        .bind(sid)
+        .bind(account_sid)
+        .execute(tx.conn())
+        .await?;
+        let updated = fetch(tx.conn(), account_sid, sid, now).await?.ok_or(StoreError::NotFound)?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// Deletes the live binding `sid` of the account.
+    pub async fn delete_binding(&self, account_sid: &str, sid: &str) -> Result<()> {
+        let _w = self.writer().await;
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM bindings WHERE binding_sid = $1 AND account_sid = $3 AND binding_sid IN \
+             (SELECT b.binding_sid FROM bindings b WHERE b.binding_sid = $1 AND {BINDING_LIVE})"
+        )))
+        .bind(sid)
+        .bind(now_ms())
+        .bind(account_sid)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Deletes every binding whose TTL ran out before `now_ms`; returns how
+    /// many.
+    pub async fn sweep_expired_bindings(&self, now_ms: i64) -> Result<u64> {
+        let _w = self.writer().await;
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM bindings WHERE binding_sid IN \
+             (SELECT b.binding_sid FROM bindings b WHERE $1 = $1 AND NOT ({BINDING_LIVE}))"
+        )))
+        .bind(0_i64)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+async fn fetch(conn: &mut sqlx::AnyConnection, account_sid: &str, sid: &str, now: i64) -> Result<Option<Binding>> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE b.account_sid = $1 AND {BINDING_LIVE} AND b.binding_sid = $3"
+    )))
+    .bind(account_sid)
+    .bind(now)
+    .bind(sid)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(map).transpose()
+}
+
+/// A live binding with the draft's destination, origination and (if given)
+/// redirect DID.
+async fn find_same(tx: &mut WriteTx, account_sid: &str, draft: &BindingDraft, now: i64) -> Result<Option<Binding>> {
+    let mut sql = format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE b.account_sid = $1 AND {BINDING_LIVE} AND b.destination_did = $3"
+    );
+    let mut n = 4;
+    if draft.origination_did.is_some() {
+        sql.push_str(&format!(" AND b.origination_did = ${n}"));
+        n += 1;
+    } else {
+        sql.push_str(" AND b.origination_did IS NULL");
+    }
+    if draft.redirect_did.is_some() {
+        sql.push_str(&format!(" AND b.redirect_did = ${n}"));
+    }
+    sql.push_str(" ORDER BY b.date_created, b.binding_sid LIMIT 1");
+    let mut q = sqlx::query(AssertSqlSafe(sql.clone())).bind(account_sid).bind(now).bind(&draft.destination_did);
+    if let Some(o) = &draft.origination_did {
+        q = q.bind(o.clone());
+    }
+    if let Some(r) = &draft.redirect_did {
+        q = q.bind(r.clone());
+    }
+    let row = q.fetch_optional(tx.conn()).await?;
+    row.as_ref().map(map).transpose()
+}
+
+/// The condition "a live binding `b` on DID `$3` blocks a binding for
+/// origination `$4` (or for nobody in particular when absent)".
+fn blocking(origination: Option<&str>) -> String {
+    match origination {
+        Some(_) => format!("{BINDING_LIVE} AND (b.origination_did IS NULL OR b.origination_did = $4)"),
+        None => BINDING_LIVE.to_string(),
+    }
+}
+
+/// Checks that `redirect` is the account's and free for `origination`.
+async fn check_redirect(
+    tx: &mut WriteTx,
+    account_sid: &str,
+    redirect: &str,
+    origination: Option<&str>,
+    except_sid: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    let owned = sqlx::query("SELECT 1 FROM dids WHERE account_sid = $1 AND phonenumber = $2")
+        .bind(account_sid)
+        .bind(redirect)
+        .fetch_optional(tx.conn())
+        .await?;
+    if owned.is_none() {
+        return Err(no_did(format!("{redirect} is not a DID of this account")));
+    }
+    let except_param = if origination.is_some() { 5 } else { 4 };
+    let sql = format!(
+        "SELECT b.binding_sid FROM bindings b WHERE b.account_sid = $1 AND b.redirect_did = $3 AND {} \
+         AND b.binding_sid <> ${except_param} LIMIT 1",
+        blocking(origination)
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql.clone())).bind(account_sid).bind(now).bind(redirect);
+    if let Some(o) = origination {
+        q = q.bind(o.to_string());
+    }
+    q = q.bind(except_sid.unwrap_or("").to_string());
+    if let Some(row) = q.fetch_optional(tx.conn()).await? {
+        let other: String = row.try_get(0)?;
+        let message = match origination {
+            Some(o) => format!("{redirect} already has a live binding ({other}) that serves {o} or every caller"),
+            None => format!("{redirect} already has a live binding ({other}); a binding with no origination_did needs the DID alone"),
+        };
+        return Err(no_did(message));
+    }
+    Ok(())
+}
+
+/// Picks a free DID for the draft: the caller's country first, then
+/// `fallback_country`; with no `fallback_country`, any free DID (the
+/// destination's country first). See `docs/api.md`.
+async fn allocate(tx: &mut WriteTx, account_sid: &str, draft: &BindingDraft, fallback: Option<&str>, now: i64) -> Result<String> {
+    let sql = format!(
+        "SELECT d.phonenumber, d.country_code FROM dids d WHERE d.account_sid = $1 AND $2 = $2 AND NOT EXISTS \
+         (SELECT 1 FROM bindings b WHERE b.redirect_did = d.phonenumber AND {}) ORDER BY d.phonenumber",
+        blocking(draft.origination_did.as_deref()).replace("$3", "d.phonenumber").replace("$4", "$3")
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql.clone())).bind(account_sid).bind(now);
+    if let Some(o) = &draft.origination_did {
+        q = q.bind(o.clone());
+    }
+    let rows = q.fetch_all(tx.conn()).await?;
+    let mut free: Vec<(String, String)> = Vec::with_capacity(rows.len());
+    for r in &rows {
+        free.push((r.try_get(0)?, r.try_get(1)?));
+    }
+    let country_of = |n: &Option<String>| n.as_deref().and_then(|d| PhoneNumber::parse(d).ok()).and_then(|p| p.country_alpha3());
+    let in_country = |c: &str| free.iter().find(|(_, cc)| cc == c).map(|(n, _)| n.clone());
+    if let Some(c) = country_of(&draft.origination_did)
+        && let Some(n) = in_country(c)
+    {
+        return Ok(n);
+    }
+    if let Some(f) = fallback {
+        return in_country(f).ok_or_else(|| no_did(format!("no free DID of this account in {f}")));
+    }
+    if let Some(c) = country_of(&Some(draft.destination_did.clone()))
+        && let Some(n) = in_country(c)
+    {
+        return Ok(n);
+    }
+    free.into_iter()
+        .next()
+        .map(|(n, _)| n)
+        .ok_or_else(|| no_did("cannot find redirect_did: every DID of this account is taken for this caller"))
+}
