@@ -112,19 +112,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn account(config: &Config, cmd: AccountCommand) -> anyhow::Result<()> {
     let store = server::open_store(config).await?;
     match cmd {
-        AccountCommand::Add { login, name, password, permissions } => {
+        AccountCommand::Add {
+            login,
+            name,
+            password,
+            permissions,
+        } => {
             if login.is_empty() || login.contains(':') {
                 bail!("--login must be non-empty and contain no ':'");
             }
-            if let Some(p) = permissions.iter().find(|p| !KNOWN_PERMISSIONS.contains(&p.as_str())) {
-                bail!("unknown permission `{p}`; known: {}", KNOWN_PERMISSIONS.join(", "));
+            if let Some(p) = permissions
+                .iter()
+                .find(|p| !KNOWN_PERMISSIONS.contains(&p.as_str()))
+            {
+                bail!(
+                    "unknown permission `{p}`; known: {}",
+                    KNOWN_PERMISSIONS.join(", ")
+                );
             }
-            let a = store.upsert_account(&name, &login, &password, &permissions).await?;
+            let a = store
+                .upsert_account(&name, &login, &password, &permissions)
+                .await?;
             println!("{}\t{}\t{}", a.account_sid, a.login, a.name);
         }
         AccountCommand::List => {
             for a in store.all_accounts().await? {
-                println!("{}\t{}\t{}\t{}", a.account_sid, a.login, a.name, a.permissions.join(","));
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    a.account_sid,
+                    a.login,
+                    a.name,
+                    a.permissions.join(",")
+                );
             }
         }
         AccountCommand::Delete { login } => match store.delete_account(&login).await {
@@ -151,17 +170,28 @@ async fn did(config: &Config, cmd: DidCommand) -> anyhow::Result<()> {
             for n in numbers {
                 let number = PhoneNumber::parse(&n)?;
                 let d = store.add_did(&sid, &number).await?;
-                println!("{}\t{}\t{}", d.did_sid, d.info.phonenumber, d.info.country_code);
+                println!(
+                    "{}\t{}\t{}",
+                    d.did_sid, d.info.phonenumber, d.info.country_code
+                );
             }
         }
         DidCommand::List { account } => {
             let accounts = match account {
                 Some(login) => vec![login_to_sid(&login).await?],
-                None => store.all_accounts().await?.into_iter().map(|a| a.account_sid).collect(),
+                None => store
+                    .all_accounts()
+                    .await?
+                    .into_iter()
+                    .map(|a| a.account_sid)
+                    .collect(),
             };
             for sid in accounts {
                 for d in store.account_dids(&sid).await? {
-                    println!("{}\t{}\t{}\t{}", d.did_sid, d.account_sid, d.info.phonenumber, d.info.country_code);
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        d.did_sid, d.account_sid, d.info.phonenumber, d.info.country_code
+                    );
                 }
             }
         }

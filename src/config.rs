@@ -284,12 +284,12 @@ impl Config {
         origin: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            ConfigError::Syntax {
-                origin: origin.to_string(),
-                message: e.to_string(),
-            }
-        })?;
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    origin: origin.to_string(),
+                    message: e.to_string(),
+                })?;
         apply_env(&mut table, env)?;
         let config: Config =
             toml::Value::Table(table)
@@ -304,15 +304,20 @@ impl Config {
 
     /// Checks every value that parsed but may still be unusable.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.api
-            .listen
-            .parse::<SocketAddr>()
-            .map_err(|e| invalid("api.listen", format!("`{}` is not IP:PORT ({e})", self.api.listen)))?;
+        self.api.listen.parse::<SocketAddr>().map_err(|e| {
+            invalid(
+                "api.listen",
+                format!("`{}` is not IP:PORT ({e})", self.api.listen),
+            )
+        })?;
         if !self.api.public_url.is_empty()
             && !(self.api.public_url.starts_with("http://")
                 || self.api.public_url.starts_with("https://"))
         {
-            return Err(invalid("api.public_url", "must start with http:// or https://"));
+            return Err(invalid(
+                "api.public_url",
+                "must start with http:// or https://",
+            ));
         }
         if self.sip.listen.is_empty() {
             return Err(invalid("sip.listen", "needs at least one listener"));
@@ -324,7 +329,10 @@ impl Config {
             return Err(invalid("sip.advertised_host", "must not be empty"));
         }
         if !(self.sip.trunk.starts_with("sip:") || self.sip.trunk.starts_with("sips:")) {
-            return Err(invalid("sip.trunk", format!("`{}` is not a sip: URI", self.sip.trunk)));
+            return Err(invalid(
+                "sip.trunk",
+                format!("`{}` is not a sip: URI", self.sip.trunk),
+            ));
         }
         for (i, net) in self.sip.trusted.iter().enumerate() {
             parse_net(net).map_err(|p| invalid(format!("sip.trusted[{i}]"), p))?;
@@ -332,14 +340,25 @@ impl Config {
         self.media
             .advertised_ip
             .parse::<std::net::IpAddr>()
-            .map_err(|_| invalid("media.advertised_ip", format!("`{}` is not an IP address", self.media.advertised_ip)))?;
+            .map_err(|_| {
+                invalid(
+                    "media.advertised_ip",
+                    format!("`{}` is not an IP address", self.media.advertised_ip),
+                )
+            })?;
         parse_port_range(&self.media.rtp_ports).map_err(|p| invalid("media.rtp_ports", p))?;
         for (i, net) in self.media.audio_fetch_allow.iter().enumerate() {
             parse_net(net).map_err(|p| invalid(format!("media.audio_fetch_allow[{i}]"), p))?;
         }
         let url = &self.database.url;
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(invalid("database.url", format!("`{url}` is neither sqlite:... nor postgres://...")));
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database.url",
+                format!("`{url}` is neither sqlite:... nor postgres://..."),
+            ));
         }
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
@@ -350,13 +369,22 @@ impl Config {
         let mut logins = BTreeMap::new();
         for (i, a) in self.accounts.iter().enumerate() {
             if a.login.trim().is_empty() || a.login.contains(':') {
-                return Err(invalid(format!("accounts[{i}].login"), "must be non-empty and contain no ':'"));
+                return Err(invalid(
+                    format!("accounts[{i}].login"),
+                    "must be non-empty and contain no ':'",
+                ));
             }
             if logins.insert(a.login.clone(), i).is_some() {
-                return Err(invalid(format!("accounts[{i}].login"), format!("`{}` is used twice", a.login)));
+                return Err(invalid(
+                    format!("accounts[{i}].login"),
+                    format!("`{}` is used twice", a.login),
+                ));
             }
             if a.password.is_empty() {
-                return Err(invalid(format!("accounts[{i}].password"), "must not be empty"));
+                return Err(invalid(
+                    format!("accounts[{i}].password"),
+                    "must not be empty",
+                ));
             }
             for (j, did) in a.dids.iter().enumerate() {
                 PhoneNumber::parse(did)
@@ -366,7 +394,10 @@ impl Config {
                 if !KNOWN_PERMISSIONS.contains(&p.as_str()) {
                     return Err(invalid(
                         format!("accounts[{i}].permissions[{j}]"),
-                        format!("unknown permission `{p}`; known: {}", KNOWN_PERMISSIONS.join(", ")),
+                        format!(
+                            "unknown permission `{p}`; known: {}",
+                            KNOWN_PERMISSIONS.join(", ")
+                        ),
                     ));
                 }
             }
@@ -409,7 +440,9 @@ fn apply_env(
 fn parse_env_value(value: &str) -> toml::Value {
     let doc = format!("v = {value}");
     match doc.parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(value.into())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(value.into())),
         Err(_) => toml::Value::String(value.to_string()),
     }
 }
@@ -464,8 +497,14 @@ pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
     let (lo, hi) = s
         .split_once('-')
         .ok_or_else(|| format!("`{s}` is not LOW-HIGH"))?;
-    let lo: u16 = lo.trim().parse().map_err(|_| format!("`{lo}` is not a port"))?;
-    let hi: u16 = hi.trim().parse().map_err(|_| format!("`{hi}` is not a port"))?;
+    let lo: u16 = lo
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{lo}` is not a port"))?;
+    let hi: u16 = hi
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{hi}` is not a port"))?;
     if lo < 1024 || hi <= lo {
         return Err(format!("`{s}`: need 1024 <= LOW < HIGH"));
     }
@@ -477,7 +516,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -518,8 +560,12 @@ mod tests {
         assert!(e.to_string().contains("api.listen"), "{e}");
         let e = Config::from_toml("[api]\nlisen = \"x\"", "t", env(&[])).unwrap_err();
         assert!(e.to_string().contains("lisen"), "{e}");
-        let e = Config::from_toml("", "t", env(&[("MEDIATOR_DATABASE_MAX_CONNECTIONS", "many")]))
-            .unwrap_err();
+        let e = Config::from_toml(
+            "",
+            "t",
+            env(&[("MEDIATOR_DATABASE_MAX_CONNECTIONS", "many")]),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("max_connections"), "{e}");
         let e = Config::from_toml(
             "[[accounts]]\nname='a'\nlogin='a'\npassword='p'\ndids=['12']",
@@ -528,7 +574,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("accounts[0].dids[0]"), "{e}");
-        let e = Config::from_toml("[media]\nrtp_ports = \"30000-20000\"", "t", env(&[])).unwrap_err();
+        let e =
+            Config::from_toml("[media]\nrtp_ports = \"30000-20000\"", "t", env(&[])).unwrap_err();
         assert!(e.to_string().contains("media.rtp_ports"), "{e}");
     }
 }

@@ -6,10 +6,10 @@
 //! or PostgreSQL, `api` serves `/mediator/v1`, `scheduler` runs housekeeping,
 //! `server` wires them together, `cli` is the command line.
 
-pub mod config;
-pub mod model;
 pub mod api;
 pub mod cli;
+pub mod config;
+pub mod model;
 pub mod scheduler;
 pub mod server;
 pub mod store;

@@ -16,9 +16,12 @@ use crate::store::Store;
 
 /// Opens the store named by the config and runs its migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    Store::connect(&config.database)
-        .await
-        .with_context(|| format!("cannot open the database at {}", redact(&config.database.url)))
+    Store::connect(&config.database).await.with_context(|| {
+        format!(
+            "cannot open the database at {}",
+            redact(&config.database.url)
+        )
+    })
 }
 
 /// Hides a password in a database URL for messages.
@@ -44,7 +47,8 @@ pub async fn seed_accounts(store: &Store, seeds: &[AccountSeed]) -> anyhow::Resu
             .await
             .with_context(|| format!("cannot seed account {}", seed.login))?;
         for did in &seed.dids {
-            let number = PhoneNumber::parse(did).with_context(|| format!("account {}: DID {did}", seed.login))?;
+            let number = PhoneNumber::parse(did)
+                .with_context(|| format!("account {}: DID {did}", seed.login))?;
             store
                 .add_did(&account.account_sid, &number)
                 .await
@@ -80,7 +84,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     phone::warm_up();
     let store = open_store(config).await?;
     seed_accounts(&store, &config.accounts).await?;
-    let state = AppState::new(store.clone(), config.api.public_url.clone(), config.api.auth_cache_secs);
+    let state = AppState::new(
+        store.clone(),
+        config.api.public_url.clone(),
+        config.api.auth_cache_secs,
+    );
     let listener = tokio::net::TcpListener::bind(&config.api.listen)
         .await
         .with_context(|| format!("cannot listen on api.listen = {}", config.api.listen))?;
@@ -96,7 +104,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                 }
             }
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
             tracing::error!(error = %e, "REST listener failed");
         }
     });
@@ -149,7 +160,10 @@ async fn wait_for_signal() {
 mod tests {
     #[test]
     fn redact_hides_passwords_only() {
-        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(super::redact("sqlite://data/m.db"), "sqlite://data/m.db");
     }

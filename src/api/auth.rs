@@ -15,7 +15,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use base64::Engine;
-use moka::sync::Cache;
+use moka::future::Cache;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
@@ -42,7 +42,10 @@ impl Authenticator {
         rand::fill(&mut salt);
         Self {
             store,
-            cache: Cache::builder().max_capacity(10_000).time_to_live(ttl).build(),
+            cache: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(ttl)
+                .build(),
             salt,
             dummy_hash: Arc::new(hash_password("not a password of anybody")),
         }
@@ -58,11 +61,25 @@ impl Authenticator {
     }
 
     /// The account for a login and password, or [`ApiError::Unauthorized`].
+    ///
+    /// Concurrent requests with the same credentials wait for one
+    /// verification instead of hashing once each; failures are not cached.
     pub async fn check(&self, login: &str, password: &str) -> Result<Arc<Account>, ApiError> {
         let key = self.key(login, password);
-        if let Some(acc) = self.cache.get(&key) {
+        if let Some(acc) = self.cache.get(&key).await {
             return Ok(acc);
         }
+        self.cache
+            .try_get_with(key, self.verify(login, password))
+            .await
+            .map_err(|e: Arc<ApiError>| match e.as_ref() {
+                ApiError::Unavailable => ApiError::Unavailable,
+                ApiError::Internal => ApiError::Internal,
+                _ => ApiError::Unauthorized,
+            })
+    }
+
+    async fn verify(&self, login: &str, password: &str) -> Result<Arc<Account>, ApiError> {
         let found = self.store.account_by_login(login).await?;
         let (account, hash) = match found {
             Some((a, h)) => (Some(a), h),
@@ -73,11 +90,7 @@ impl Authenticator {
             .await
             .map_err(|_| ApiError::Internal)?;
         match (ok, account) {
-            (true, Some(a)) => {
-                let a = Arc::new(a);
-                self.cache.insert(key, a.clone());
-                Ok(a)
-            }
+            (true, Some(a)) => Ok(Arc::new(a)),
             _ => Err(ApiError::Unauthorized),
         }
     }
@@ -89,7 +102,10 @@ pub struct Caller(pub Arc<Account>);
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(AUTHORIZATION)

@@ -23,8 +23,14 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| {
-                let mime = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+                let mime = v
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
             })
             .unwrap_or(false);
         if !is_json {
@@ -37,10 +43,12 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 ApiError::field("body", e.body_text())
             }
         })?;
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ApiError::BadRequest {
-            message: "cannot parse json. Check json for validity".into(),
-            field: Some("body".into()),
-            detail: e.to_string(),
-        })
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::BadRequest {
+                message: "cannot parse json. Check json for validity".into(),
+                field: Some("body".into()),
+                detail: e.to_string(),
+            })
     }
 }

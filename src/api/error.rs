@@ -91,19 +91,43 @@ impl ApiError {
     fn body(&self) -> Value {
         let entry = |field: Option<&str>, message: &str| json!([{"field": field, "message": message, "reference_sid": null}]);
         let (message, errors) = match self {
-            ApiError::BadRequest { message, field, detail } => (message.clone(), entry(field.as_deref(), detail)),
-            ApiError::Unauthorized => ("authentication required".into(), entry(Some("cause"), "authentication required")),
-            ApiError::Forbidden { field, detail } => ("permission denied".into(), entry(Some(field), detail)),
+            ApiError::BadRequest {
+                message,
+                field,
+                detail,
+            } => (message.clone(), entry(field.as_deref(), detail)),
+            ApiError::Unauthorized => (
+                "authentication required".into(),
+                entry(Some("cause"), "authentication required"),
+            ),
+            ApiError::Forbidden { field, detail } => {
+                ("permission denied".into(), entry(Some(field), detail))
+            }
             ApiError::NotFound(what) => ("no item error".into(), entry(None, what)),
-            ApiError::MethodNotAllowed => ("method not allowed".into(), entry(Some("method"), "this route does not take that method")),
+            ApiError::MethodNotAllowed => (
+                "method not allowed".into(),
+                entry(Some("method"), "this route does not take that method"),
+            ),
             ApiError::Conflict { field, detail } => ("conflict".into(), entry(Some(field), detail)),
-            ApiError::PayloadTooLarge => ("request body too large".into(), entry(Some("body"), "the body may be at most 1 MiB")),
+            ApiError::PayloadTooLarge => (
+                "request body too large".into(),
+                entry(Some("body"), "the body may be at most 1 MiB"),
+            ),
             ApiError::UnsupportedMediaType => (
                 "unsupported media type".into(),
                 entry(Some("Content-Type"), "send the body as application/json"),
             ),
-            ApiError::Unavailable => ("service unavailable".into(), entry(Some("database"), "the database cannot be reached; try again")),
-            ApiError::Internal => ("internal server error".into(), entry(None, "internal server error")),
+            ApiError::Unavailable => (
+                "service unavailable".into(),
+                entry(
+                    Some("database"),
+                    "the database cannot be reached; try again",
+                ),
+            ),
+            ApiError::Internal => (
+                "internal server error".into(),
+                entry(None, "internal server error"),
+            ),
         };
         json!({"body": {"message": message, "errors": errors}, "status": self.status().as_u16()})
     }
@@ -114,8 +138,10 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let mut res = (status, axum::Json(self.body())).into_response();
         if status == StatusCode::UNAUTHORIZED {
-            res.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"mediator\""));
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"mediator\""),
+            );
         }
         res
     }
@@ -134,7 +160,10 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %msg, "database unavailable");
                 ApiError::Unavailable
             }
-            StoreError::Conflict { field, message } => ApiError::Conflict { field, detail: message },
+            StoreError::Conflict { field, message } => ApiError::Conflict {
+                field,
+                detail: message,
+            },
             StoreError::NotFound => ApiError::NotFound("cannot find item by SID".into()),
             StoreError::BadQuery { field, message } => ApiError::BadRequest {
                 message: "invalid query".into(),

@@ -66,12 +66,18 @@ pub fn router(state: AppState) -> Router {
         .route("/bindings", get(r::list_bindings).post(r::create_binding))
         .route(
             "/bindings/{sid}",
-            get(r::get_binding).patch(r::patch_binding).put(r::put_binding).delete(r::delete_binding),
+            get(r::get_binding)
+                .patch(r::patch_binding)
+                .put(r::put_binding)
+                .delete(r::delete_binding),
         )
         .route("/dialouts", get(r::list_dialouts).post(r::create_dialout))
         .route(
             "/dialouts/{sid}",
-            get(r::get_dialout).patch(r::patch_dialout).put(r::put_dialout).delete(r::delete_dialout),
+            get(r::get_dialout)
+                .patch(r::patch_dialout)
+                .put(r::put_dialout)
+                .delete(r::delete_dialout),
         )
         .route("/openapi.json", get(openapi::serve));
     Router::new()

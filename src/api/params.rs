@@ -28,15 +28,20 @@ impl Params {
     pub fn parse(raw: Option<&str>) -> Result<Params, ApiError> {
         let pairs = match raw {
             None | Some("") => Vec::new(),
-            Some(q) => serde_urlencoded::from_str::<Vec<(String, String)>>(q)
-                .map_err(|e| ApiError::field("query", format!("cannot read the query string: {e}")))?,
+            Some(q) => serde_urlencoded::from_str::<Vec<(String, String)>>(q).map_err(|e| {
+                ApiError::field("query", format!("cannot read the query string: {e}"))
+            })?,
         };
         Ok(Params { pairs })
     }
 
     /// The last value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// All pairs, for rebuilding pagination links.
@@ -76,7 +81,10 @@ impl Params {
             None => Ok(false),
             Some("replace") => Ok(true),
             Some("merge") => Ok(false),
-            Some(v) => Err(ApiError::field("nested_objects", format!("`{v}` is not replace or merge"))),
+            Some(v) => Err(ApiError::field(
+                "nested_objects",
+                format!("`{v}` is not replace or merge"),
+            )),
         }
     }
 
@@ -86,7 +94,12 @@ impl Params {
             None | Some("") => Ok(None),
             Some(v) => parse_alpha3(v.trim())
                 .map(|c| Some(c.to_string()))
-                .ok_or_else(|| ApiError::field("fallback_country", format!("`{v}` is not an ISO 3166-1 alpha-3 country code"))),
+                .ok_or_else(|| {
+                    ApiError::field(
+                        "fallback_country",
+                        format!("`{v}` is not an ISO 3166-1 alpha-3 country code"),
+                    )
+                }),
         }
     }
 
@@ -103,7 +116,12 @@ impl Params {
                     None => false,
                     Some(w) if w == "asc" => false,
                     Some(w) if w == "desc" => true,
-                    Some(w) => return Err(ApiError::field("order", format!("`{w}` is not asc or desc"))),
+                    Some(w) => {
+                        return Err(ApiError::field(
+                            "order",
+                            format!("`{w}` is not asc or desc"),
+                        ));
+                    }
                 };
                 if words.next().is_some() {
                     return Err(ApiError::field("order", "use `FIELD asc` or `FIELD desc`"));
@@ -112,7 +130,9 @@ impl Params {
             }
         };
         let cursor = match (self.get("after"), self.get("before")) {
-            (Some(_), Some(_)) => return Err(ApiError::field("after", "give after or before, not both")),
+            (Some(_), Some(_)) => {
+                return Err(ApiError::field("after", "give after or before, not both"));
+            }
             (Some(a), None) if !a.is_empty() => Some(Cursor::After(a.to_string())),
             (None, Some(b)) if !b.is_empty() => Some(Cursor::Before(b.to_string())),
             _ => None,
@@ -133,11 +153,16 @@ impl Params {
     /// The field filter, checked against the object's `known` fields.
     pub fn field_filter(&self, known: &[&str]) -> Result<FieldFilter, ApiError> {
         let read = |name: &str| -> Result<Option<Vec<String>>, ApiError> {
-            let Some(v) = self.get(name) else { return Ok(None) };
+            let Some(v) = self.get(name) else {
+                return Ok(None);
+            };
             let mut out = Vec::new();
             for f in v.split(',').map(str::trim).filter(|f| !f.is_empty()) {
                 if !known.contains(&f) {
-                    return Err(ApiError::field(name, format!("unknown field `{f}`; known: {}", known.join(", "))));
+                    return Err(ApiError::field(
+                        name,
+                        format!("unknown field `{f}`; known: {}", known.join(", ")),
+                    ));
                 }
                 out.push(f.to_string());
             }
@@ -160,10 +185,14 @@ pub struct FieldFilter {
 impl FieldFilter {
     /// Keeps only the wanted top-level fields of an object.
     pub fn apply(&self, value: Value) -> Value {
-        let Value::Object(map) = value else { return value };
+        let Value::Object(map) = value else {
+            return value;
+        };
         let kept: Map<String, Value> = map
             .into_iter()
-            .filter(|(k, _)| self.include.as_ref().is_none_or(|inc| inc.contains(k)) && !self.exclude.contains(k))
+            .filter(|(k, _)| {
+                self.include.as_ref().is_none_or(|inc| inc.contains(k)) && !self.exclude.contains(k)
+            })
             .collect();
         Value::Object(kept)
     }
@@ -177,15 +206,25 @@ pub fn parse_filter(text: &str) -> Result<Vec<Filter>, String> {
     let mut lx = Lexer { s: text, pos: 0 };
     let mut out = Vec::new();
     loop {
-        let field = lx.word().ok_or_else(|| format!("expected a field name at position {}", lx.pos + 1))?;
-        let op_word = lx.word().ok_or_else(|| format!("expected an operator after `{field}`"))?;
+        let field = lx
+            .word()
+            .ok_or_else(|| format!("expected a field name at position {}", lx.pos + 1))?;
+        let op_word = lx
+            .word()
+            .ok_or_else(|| format!("expected an operator after `{field}`"))?;
         let op = Op::parse(&op_word).ok_or_else(|| {
-            format!("`{op_word}` is not an operator (eq, ne, gt, ge, lt, le, like, ilike, in, notin)")
+            format!(
+                "`{op_word}` is not an operator (eq, ne, gt, ge, lt, le, like, ilike, in, notin)"
+            )
         })?;
         let values = if matches!(op, Op::In | Op::NotIn) {
-            lx.list().map_err(|e| format!("{e} after `{field} {op_word}`"))?
+            lx.list()
+                .map_err(|e| format!("{e} after `{field} {op_word}`"))?
         } else {
-            vec![lx.value().ok_or_else(|| format!("expected a value after `{field} {op_word}`"))?]
+            vec![
+                lx.value()
+                    .ok_or_else(|| format!("expected a value after `{field} {op_word}`"))?,
+            ]
         };
         out.push(Filter { field, op, values });
         match lx.word() {
@@ -286,9 +325,17 @@ mod tests {
     #[test]
     fn filter_errors_say_what_is_wrong() {
         assert!(parse_filter("name").unwrap_err().contains("operator"));
-        assert!(parse_filter("name between 1").unwrap_err().contains("between"));
+        assert!(
+            parse_filter("name between 1")
+                .unwrap_err()
+                .contains("between")
+        );
         assert!(parse_filter("name eq").unwrap_err().contains("value"));
-        assert!(parse_filter("name eq a or b eq c").unwrap_err().contains("`or`"));
+        assert!(
+            parse_filter("name eq a or b eq c")
+                .unwrap_err()
+                .contains("`or`")
+        );
         assert!(parse_filter("name in a").unwrap_err().contains("list"));
     }
 
@@ -298,6 +345,9 @@ mod tests {
         assert!(p.list_query().is_err());
         let p = Params::parse(Some("limit=5&offset=2&order=name+desc")).unwrap();
         let q = p.list_query().unwrap();
-        assert_eq!((q.limit, q.offset, q.order), (5, 2, Some(("name".to_string(), true))));
+        assert_eq!(
+            (q.limit, q.offset, q.order),
+            (5, 2, Some(("name".to_string(), true)))
+        );
     }
 }

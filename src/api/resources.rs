@@ -92,7 +92,9 @@ async fn list_response<T>(
     st: &AppState,
     req: ListReq,
     known: &[&str],
-    fetch: impl AsyncFnOnce(&crate::store::list::ListQuery) -> Result<crate::store::list::Page<T>, crate::store::StoreError>,
+    fetch: impl AsyncFnOnce(
+        &crate::store::list::ListQuery,
+    ) -> Result<crate::store::list::Page<T>, crate::store::StoreError>,
     render: impl Fn(&T) -> serde_json::Value,
     sid_of: impl Fn(&T) -> String,
 ) -> Result<Response, ApiError> {
@@ -123,15 +125,36 @@ pub async fn list_accounts(
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
-    let req = ListReq { params: Params::parse(raw.as_deref())?, headers, uri };
+    let req = ListReq {
+        params: Params::parse(raw.as_deref())?,
+        headers,
+        uri,
+    };
     let store = st.store.clone();
-    list_response(&st, req, ACCOUNT_FIELDS, async |q| store.list_accounts(&acc.account_sid, q).await, Account::to_json, |a| a.account_sid.clone()).await
+    list_response(
+        &st,
+        req,
+        ACCOUNT_FIELDS,
+        async |q| store.list_accounts(&acc.account_sid, q).await,
+        Account::to_json,
+        |a| a.account_sid.clone(),
+    )
+    .await
 }
 
 /// GET /accounts/{account_sid}
-pub async fn get_account(State(st): State<AppState>, Caller(acc): Caller, Path(sid): Path<String>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn get_account(
+    State(st): State<AppState>,
+    Caller(acc): Caller,
+    Path(sid): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref())?;
-    let a = st.store.get_account(&acc.account_sid, &sid).await.map_err(map_nf("account"))?;
+    let a = st
+        .store
+        .get_account(&acc.account_sid, &sid)
+        .await
+        .map_err(map_nf("account"))?;
     one(&params, ACCOUNT_FIELDS, a.to_json())
 }
 
@@ -145,15 +168,36 @@ pub async fn list_dids(
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
-    let req = ListReq { params: Params::parse(raw.as_deref())?, headers, uri };
+    let req = ListReq {
+        params: Params::parse(raw.as_deref())?,
+        headers,
+        uri,
+    };
     let store = st.store.clone();
-    list_response(&st, req, DID_FIELDS, async |q| store.list_dids(&acc.account_sid, q).await, Did::to_json, |d| d.did_sid.clone()).await
+    list_response(
+        &st,
+        req,
+        DID_FIELDS,
+        async |q| store.list_dids(&acc.account_sid, q).await,
+        Did::to_json,
+        |d| d.did_sid.clone(),
+    )
+    .await
 }
 
 /// GET /dids/{did_sid}
-pub async fn get_did(State(st): State<AppState>, Caller(acc): Caller, Path(sid): Path<String>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn get_did(
+    State(st): State<AppState>,
+    Caller(acc): Caller,
+    Path(sid): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref())?;
-    let d = st.store.get_did(&acc.account_sid, &sid).await.map_err(map_nf("did"))?;
+    let d = st
+        .store
+        .get_did(&acc.account_sid, &sid)
+        .await
+        .map_err(map_nf("did"))?;
     one(&params, DID_FIELDS, d.to_json())
 }
 
@@ -167,14 +211,31 @@ pub async fn list_bindings(
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
-    let req = ListReq { params: Params::parse(raw.as_deref())?, headers, uri };
+    let req = ListReq {
+        params: Params::parse(raw.as_deref())?,
+        headers,
+        uri,
+    };
     let store = st.store.clone();
     let now = now_ms();
-    list_response(&st, req, BINDING_FIELDS, async |q| store.list_bindings(&acc.account_sid, now, q).await, |b: &Binding| b.to_json(now), |b| b.binding_sid.clone()).await
+    list_response(
+        &st,
+        req,
+        BINDING_FIELDS,
+        async |q| store.list_bindings(&acc.account_sid, now, q).await,
+        |b: &Binding| b.to_json(now),
+        |b| b.binding_sid.clone(),
+    )
+    .await
 }
 
 /// POST /bindings
-pub async fn create_binding(State(st): State<AppState>, Caller(acc): Caller, RawQuery(raw): RawQuery, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+pub async fn create_binding(
+    State(st): State<AppState>,
+    Caller(acc): Caller,
+    RawQuery(raw): RawQuery,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref())?;
     let fields = params.field_filter(BINDING_FIELDS)?;
     let opts = CreateOptions {
@@ -183,28 +244,61 @@ pub async fn create_binding(State(st): State<AppState>, Caller(acc): Caller, Raw
     };
     let draft = binding::draft_from_body(body, Mode::Create, None)?;
     check_hide_permission(&acc, draft.flips_hide_default)?;
-    let b = st.store.create_binding(&acc.account_sid, &draft, &opts).await?;
+    let b = st
+        .store
+        .create_binding(&acc.account_sid, &draft, &opts)
+        .await?;
     Ok(ok(fields.apply(b.to_json(now_ms()))))
 }
 
 /// GET /bindings/{binding_sid}
-pub async fn get_binding(State(st): State<AppState>, Caller(acc): Caller, Path(sid): Path<String>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn get_binding(
+    State(st): State<AppState>,
+    Caller(acc): Caller,
+    Path(sid): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref())?;
     let fields = params.field_filter(BINDING_FIELDS)?;
-    let b = st.store.get_binding(&acc.account_sid, &sid).await.map_err(map_nf("binding"))?;
+    let b = st
+        .store
+        .get_binding(&acc.account_sid, &sid)
+        .await
+        .map_err(map_nf("binding"))?;
     Ok(ok(fields.apply(b.to_json(now_ms()))))
 }
 
-async fn change_binding(st: AppState, acc: &Account, sid: &str, raw: Option<String>, body: serde_json::Value, put: bool) -> Result<Response, ApiError> {
+async fn change_binding(
+    st: AppState,
+    acc: &Account,
+    sid: &str,
+    raw: Option<String>,
+    body: serde_json::Value,
+    put: bool,
+) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref())?;
     let fields = params.field_filter(BINDING_FIELDS)?;
-    let mode = if put { Mode::Put } else { Mode::Patch { replace_nested: params.replace_nested()? } };
-    let cur = st.store.get_binding(&acc.account_sid, sid).await.map_err(map_nf("binding"))?;
+    let mode = if put {
+        Mode::Put
+    } else {
+        Mode::Patch {
+            replace_nested: params.replace_nested()?,
+        }
+    };
+    let cur = st
+        .store
+        .get_binding(&acc.account_sid, sid)
+        .await
+        .map_err(map_nf("binding"))?;
     let cur_json = cur.to_json(now_ms());
     let cur_map = cur_json.as_object().cloned().unwrap_or_default();
     let draft = binding::draft_from_body(body, mode, Some((&cur, &cur_map)))?;
     check_hide_permission(acc, draft.flips_hide_default && !binding_hides(&cur))?;
-    let b = st.store.update_binding(&acc.account_sid, sid, &draft).await.map_err(map_nf("binding"))?;
+    let b = st
+        .store
+        .update_binding(&acc.account_sid, sid, &draft)
+        .await
+        .map_err(map_nf("binding"))?;
     Ok(ok(fields.apply(b.to_json(now_ms()))))
 }
 
@@ -213,18 +307,37 @@ fn binding_hides(b: &Binding) -> bool {
 }
 
 /// PATCH /bindings/{binding_sid}
-pub async fn patch_binding(State(st): State<AppState>, Caller(acc): Caller, Path(sid): Path<String>, RawQuery(raw): RawQuery, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+pub async fn patch_binding(
+    State(st): State<AppState>,
+    Caller(acc): Caller,
+    Path(sid): Path<String>,
+    RawQuery(raw): RawQuery,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     change_binding(st, &acc, &sid, raw, body, false).await
 }
 
 /// PUT /bindings/{binding_sid}
-pub async fn put_binding(State(st): State<AppState>, Caller(acc): Caller, Path(sid): Path<String>, RawQuery(raw): RawQuery, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+pub async fn put_binding(
+    State(st): State<AppState>,
+    Caller(acc): Caller,
+    Path(sid): Path<String>,
+    RawQuery(raw): RawQuery,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     change_binding(st, &acc, &sid, raw, body, true).await
 }
 
 /// DELETE /bindings/{binding_sid}
-pub async fn delete_binding(State(st): State<AppState>, Caller(acc): Caller, Path(sid): Path<String>) -> Result<Response, ApiError> {
-    st.store.delete_binding(&acc.account_sid, &sid).await.map_err(map_nf("binding"))?;
+pub async fn delete_binding(
+    State(st): State<AppState>,
+    Caller(acc): Caller,
+    Path(sid): Path<String>,
+) -> Result<Response, ApiError> {
+    st.store
+        .delete_binding(&acc.account_sid, &sid)
+        .await
+        .map_err(map_nf("binding"))?;
     Ok(no_content())
 }
 
@@ -238,57 +351,127 @@ pub async fn list_dialouts(
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
-    let req = ListReq { params: Params::parse(raw.as_deref())?, headers, uri };
+    let req = ListReq {
+        params: Params::parse(raw.as_deref())?,
+        headers,
+        uri,
+    };
     let store = st.store.clone();
     let now = now_ms();
-    list_response(&st, req, DIALOUT_FIELDS, async |q| store.list_dialouts(&acc.account_sid, now, q).await, |d: &Dialout| d.to_json(now), |d| d.dialout_sid.clone()).await
+    list_response(
+        &st,
+        req,
+        DIALOUT_FIELDS,
+        async |q| store.list_dialouts(&acc.account_sid, now, q).await,
+        |d: &Dialout| d.to_json(now),
+        |d| d.dialout_sid.clone(),
+    )
+    .await
 }
 
 /// POST /dialouts
-pub async fn create_dialout(State(st): State<AppState>, Caller(acc): Caller, RawQuery(raw): RawQuery, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+pub async fn create_dialout(
+    State(st): State<AppState>,
+    Caller(acc): Caller,
+    RawQuery(raw): RawQuery,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref())?;
     let fields = params.field_filter(DIALOUT_FIELDS)?;
     let fallback = params.fallback_country()?;
     let draft = dialout::draft_from_body(body, Mode::Create, None)?;
     check_hide_permission(&acc, draft.flips_hide_default)?;
-    let d = st.store.create_dialout(&acc.account_sid, &draft, fallback.as_deref()).await?;
+    let d = st
+        .store
+        .create_dialout(&acc.account_sid, &draft, fallback.as_deref())
+        .await?;
     Ok(ok(fields.apply(d.to_json(now_ms()))))
 }
 
 /// GET /dialouts/{dialout_sid}
-pub async fn get_dialout(State(st): State<AppState>, Caller(acc): Caller, Path(sid): Path<String>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn get_dialout(
+    State(st): State<AppState>,
+    Caller(acc): Caller,
+    Path(sid): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref())?;
     let fields = params.field_filter(DIALOUT_FIELDS)?;
-    let d = st.store.get_dialout(&acc.account_sid, &sid).await.map_err(map_nf("dialout"))?;
+    let d = st
+        .store
+        .get_dialout(&acc.account_sid, &sid)
+        .await
+        .map_err(map_nf("dialout"))?;
     Ok(ok(fields.apply(d.to_json(now_ms()))))
 }
 
-async fn change_dialout(st: AppState, acc: &Account, sid: &str, raw: Option<String>, body: serde_json::Value, put: bool) -> Result<Response, ApiError> {
+async fn change_dialout(
+    st: AppState,
+    acc: &Account,
+    sid: &str,
+    raw: Option<String>,
+    body: serde_json::Value,
+    put: bool,
+) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref())?;
     let fields = params.field_filter(DIALOUT_FIELDS)?;
-    let mode = if put { Mode::Put } else { Mode::Patch { replace_nested: params.replace_nested()? } };
-    let cur = st.store.get_dialout(&acc.account_sid, sid).await.map_err(map_nf("dialout"))?;
+    let mode = if put {
+        Mode::Put
+    } else {
+        Mode::Patch {
+            replace_nested: params.replace_nested()?,
+        }
+    };
+    let cur = st
+        .store
+        .get_dialout(&acc.account_sid, sid)
+        .await
+        .map_err(map_nf("dialout"))?;
     let cur_json = cur.to_json(now_ms());
     let cur_map = cur_json.as_object().cloned().unwrap_or_default();
     let draft = dialout::draft_from_body(body, mode, Some((&cur, &cur_map)))?;
-    let already_shown = !crate::model::attributes::flag(&cur.attributes, "hide_origination_did", true);
+    let already_shown =
+        !crate::model::attributes::flag(&cur.attributes, "hide_origination_did", true);
     check_hide_permission(acc, draft.flips_hide_default && !already_shown)?;
-    let d = st.store.update_dialout(&acc.account_sid, sid, &draft).await.map_err(map_nf("dialout"))?;
+    let d = st
+        .store
+        .update_dialout(&acc.account_sid, sid, &draft)
+        .await
+        .map_err(map_nf("dialout"))?;
     Ok(ok(fields.apply(d.to_json(now_ms()))))
 }
 
 /// PATCH /dialouts/{dialout_sid}
-pub async fn patch_dialout(State(st): State<AppState>, Caller(acc): Caller, Path(sid): Path<String>, RawQuery(raw): RawQuery, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+pub async fn patch_dialout(
+    State(st): State<AppState>,
+    Caller(acc): Caller,
+    Path(sid): Path<String>,
+    RawQuery(raw): RawQuery,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     change_dialout(st, &acc, &sid, raw, body, false).await
 }
 
 /// PUT /dialouts/{dialout_sid}
-pub async fn put_dialout(State(st): State<AppState>, Caller(acc): Caller, Path(sid): Path<String>, RawQuery(raw): RawQuery, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+pub async fn put_dialout(
+    State(st): State<AppState>,
+    Caller(acc): Caller,
+    Path(sid): Path<String>,
+    RawQuery(raw): RawQuery,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     change_dialout(st, &acc, &sid, raw, body, true).await
 }
 
 /// DELETE /dialouts/{dialout_sid}
-pub async fn delete_dialout(State(st): State<AppState>, Caller(acc): Caller, Path(sid): Path<String>) -> Result<Response, ApiError> {
-    st.store.delete_dialout(&acc.account_sid, &sid).await.map_err(map_nf("dialout"))?;
+pub async fn delete_dialout(
+    State(st): State<AppState>,
+    Caller(acc): Caller,
+    Path(sid): Path<String>,
+) -> Result<Response, ApiError> {
+    st.store
+        .delete_dialout(&acc.account_sid, &sid)
+        .await
+        .map_err(map_nf("dialout"))?;
     Ok(no_content())
 }

@@ -64,8 +64,14 @@ pub struct ListCtx<'a> {
 
 /// A list page in the envelope, with working `next`/`previous` links.
 /// `sid_of` reads an item's SID for cursor links.
-pub fn page<T>(page: Page<T>, ctx: &ListCtx<'_>, render: impl Fn(&T) -> Value, sid_of: impl Fn(&T) -> String) -> Response {
-    let (q, params, fields, base, uri) = (ctx.q, ctx.params, ctx.fields, ctx.base.as_str(), ctx.uri);
+pub fn page<T>(
+    page: Page<T>,
+    ctx: &ListCtx<'_>,
+    render: impl Fn(&T) -> Value,
+    sid_of: impl Fn(&T) -> String,
+) -> Response {
+    let (q, params, fields, base, uri) =
+        (ctx.q, ctx.params, ctx.fields, ctx.base.as_str(), ctx.uri);
     let count = page.items.len();
     let first = page.items.first().map(&sid_of);
     let last = page.items.last().map(&sid_of);
@@ -76,27 +82,55 @@ pub fn page<T>(page: Page<T>, ctx: &ListCtx<'_>, render: impl Fn(&T) -> Value, s
         None => {
             if page.has_more {
                 let next = (q.offset + q.limit).to_string();
-                pagination.insert("next".into(), json!(link(base, uri, params, &[("limit", limit.clone()), ("offset", next)])));
+                pagination.insert(
+                    "next".into(),
+                    json!(link(
+                        base,
+                        uri,
+                        params,
+                        &[("limit", limit.clone()), ("offset", next)]
+                    )),
+                );
             }
             if q.offset > 0 {
                 let prev = (q.offset - q.limit).max(0).to_string();
-                pagination.insert("previous".into(), json!(link(base, uri, params, &[("limit", limit.clone()), ("offset", prev)])));
+                pagination.insert(
+                    "previous".into(),
+                    json!(link(
+                        base,
+                        uri,
+                        params,
+                        &[("limit", limit.clone()), ("offset", prev)]
+                    )),
+                );
             }
         }
         Some(Cursor::After(_)) => {
             if let (true, Some(l)) = (page.has_more, &last) {
-                pagination.insert("next".into(), json!(link(base, uri, params, &[("after", l.clone())])));
+                pagination.insert(
+                    "next".into(),
+                    json!(link(base, uri, params, &[("after", l.clone())])),
+                );
             }
             if let Some(f) = &first {
-                pagination.insert("previous".into(), json!(link(base, uri, params, &[("before", f.clone())])));
+                pagination.insert(
+                    "previous".into(),
+                    json!(link(base, uri, params, &[("before", f.clone())])),
+                );
             }
         }
         Some(Cursor::Before(_)) => {
             if let (true, Some(f)) = (page.has_more, &first) {
-                pagination.insert("previous".into(), json!(link(base, uri, params, &[("before", f.clone())])));
+                pagination.insert(
+                    "previous".into(),
+                    json!(link(base, uri, params, &[("before", f.clone())])),
+                );
             }
             if let Some(l) = &last {
-                pagination.insert("next".into(), json!(link(base, uri, params, &[("after", l.clone())])));
+                pagination.insert(
+                    "next".into(),
+                    json!(link(base, uri, params, &[("after", l.clone())])),
+                );
             }
         }
     }

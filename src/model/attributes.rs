@@ -56,14 +56,19 @@ pub fn validate(owner: Owner, input: &Value) -> Result<Map<String, Value>, Field
     for (key, value) in map {
         let field = format!("attributes.{key}");
         if key.is_empty() || key.len() > 128 {
-            return Err(FieldError::new(field, "attribute names are 1 to 128 characters"));
+            return Err(FieldError::new(
+                field,
+                "attribute names are 1 to 128 characters",
+            ));
         }
         if value.is_null() {
             out.insert(key.clone(), Value::Null);
             continue;
         }
         let normalized = match key.as_str() {
-            "fix_anonymous_cid" | "hide_origination_did" => Value::String(boolean(&field, value)?.to_string()),
+            "fix_anonymous_cid" | "hide_origination_did" => {
+                Value::String(boolean(&field, value)?.to_string())
+            }
             "ringback" => {
                 let s = string(&field, value)?;
                 let lower = s.to_ascii_lowercase();
@@ -82,7 +87,10 @@ pub fn validate(owner: Owner, input: &Value) -> Result<Map<String, Value>, Field
                     value.clone()
                 } else {
                     if s.trim().is_empty() {
-                        return Err(FieldError::new(field, "must be a URL or a file name, not empty"));
+                        return Err(FieldError::new(
+                            field,
+                            "must be a URL or a file name, not empty",
+                        ));
                     }
                     Value::String(s.to_string())
                 }
@@ -90,21 +98,33 @@ pub fn validate(owner: Owner, input: &Value) -> Result<Map<String, Value>, Field
             "cnam" => {
                 let s = string(&field, value)?;
                 if s.chars().count() > 64 || s.chars().any(|c| c.is_control()) {
-                    return Err(FieldError::new(field, "must be at most 64 printable characters"));
+                    return Err(FieldError::new(
+                        field,
+                        "must be at most 64 printable characters",
+                    ));
                 }
                 Value::String(s.to_string())
             }
             k if k.starts_with("sip_header_") => {
                 let name = &k["sip_header_".len()..];
                 if !(name.starts_with("X-") || name.starts_with("x-")) || name.len() < 3 {
-                    return Err(FieldError::new(field, "the SIP header name must start with X-"));
+                    return Err(FieldError::new(
+                        field,
+                        "the SIP header name must start with X-",
+                    ));
                 }
                 if !name.bytes().all(is_token_byte) {
-                    return Err(FieldError::new(field, "the SIP header name may hold only letters, digits and -.!%*_+`'~"));
+                    return Err(FieldError::new(
+                        field,
+                        "the SIP header name may hold only letters, digits and -.!%*_+`'~",
+                    ));
                 }
                 let s = string(&field, value)?;
                 if s.chars().any(|c| c.is_control()) || s.len() > 512 {
-                    return Err(FieldError::new(field, "the header value must be at most 512 printable characters"));
+                    return Err(FieldError::new(
+                        field,
+                        "the header value must be at most 512 printable characters",
+                    ));
                 }
                 Value::String(s.to_string())
             }
@@ -113,7 +133,10 @@ pub fn validate(owner: Owner, input: &Value) -> Result<Map<String, Value>, Field
                 if let Value::String(s) = value
                     && s.chars().count() > MAX_VALUE_CHARS
                 {
-                    return Err(FieldError::new(field, format!("at most {MAX_VALUE_CHARS} characters")));
+                    return Err(FieldError::new(
+                        field,
+                        format!("at most {MAX_VALUE_CHARS} characters"),
+                    ));
                 }
                 value.clone()
             }
@@ -147,7 +170,11 @@ fn boolean(field: &str, value: &Value) -> Result<bool, FieldError> {
 /// Applies PATCH rules 1 to 3 of the reference: keys in `patch` replace or
 /// add, a `null` removes. With `replace` (`nested_objects=replace`, rule 4)
 /// the result is `patch` alone, without its nulls.
-pub fn merge(current: &Map<String, Value>, patch: &Map<String, Value>, replace: bool) -> Map<String, Value> {
+pub fn merge(
+    current: &Map<String, Value>,
+    patch: &Map<String, Value>,
+    replace: bool,
+) -> Map<String, Value> {
     let mut out = if replace { Map::new() } else { current.clone() };
     for (k, v) in patch {
         if v.is_null() {
@@ -175,7 +202,11 @@ mod tests {
 
     #[test]
     fn booleans_become_strings() {
-        let m = validate(Owner::Binding, &json!({"hide_origination_did": true, "fix_anonymous_cid": "FALSE"})).unwrap();
+        let m = validate(
+            Owner::Binding,
+            &json!({"hide_origination_did": true, "fix_anonymous_cid": "FALSE"}),
+        )
+        .unwrap();
         assert_eq!(m["hide_origination_did"], json!("true"));
         assert_eq!(m["fix_anonymous_cid"], json!("false"));
     }
@@ -195,15 +226,25 @@ mod tests {
 
     #[test]
     fn custom_attributes_are_kept() {
-        let m = validate(Owner::Binding, &json!({"order_id": 42, "sip_header_X-Job": "7"})).unwrap();
+        let m = validate(
+            Owner::Binding,
+            &json!({"order_id": 42, "sip_header_X-Job": "7"}),
+        )
+        .unwrap();
         assert_eq!(m["order_id"], json!(42));
         assert_eq!(m["sip_header_X-Job"], json!("7"));
     }
 
     #[test]
     fn merge_follows_the_patch_rules() {
-        let cur = json!({"name": "a", "keep": "k"}).as_object().unwrap().clone();
-        let patch = json!({"name": "b", "keep": null, "new": "n"}).as_object().unwrap().clone();
+        let cur = json!({"name": "a", "keep": "k"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let patch = json!({"name": "b", "keep": null, "new": "n"})
+            .as_object()
+            .unwrap()
+            .clone();
         let merged = merge(&cur, &patch, false);
         assert_eq!(Value::Object(merged), json!({"name": "b", "new": "n"}));
         let replaced = merge(&cur, &json!({"x": "1"}).as_object().unwrap().clone(), true);

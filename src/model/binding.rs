@@ -52,7 +52,8 @@ impl Binding {
     /// Whether the binding is live at `now_ms` (not expired by either TTL).
     pub fn is_live(&self, now_ms: i64) -> bool {
         let max_ok = self.max_expires_at.is_none_or(|t| t > now_ms);
-        let wait_ok = self.origination_did.is_some() || self.wait_expires_at.is_none_or(|t| t > now_ms);
+        let wait_ok =
+            self.origination_did.is_some() || self.wait_expires_at.is_none_or(|t| t > now_ms);
         max_ok && wait_ok
     }
 
@@ -146,9 +147,15 @@ pub struct BindingDraft {
 fn ttl(field: &str, given: Given<i64>) -> Result<Option<i64>, FieldError> {
     match given {
         Given::Absent => Ok(None),
-        Given::Null => Err(FieldError::new(field, "must be -1 or a number of seconds, not null")),
+        Given::Null => Err(FieldError::new(
+            field,
+            "must be -1 or a number of seconds, not null",
+        )),
         Given::Value(v) if v == -1 || (1..=MAX_TTL).contains(&v) => Ok(Some(v)),
-        Given::Value(_) => Err(FieldError::new(field, format!("must be -1 (never) or 1 to {MAX_TTL} seconds"))),
+        Given::Value(_) => Err(FieldError::new(
+            field,
+            format!("must be -1 (never) or 1 to {MAX_TTL} seconds"),
+        )),
     }
 }
 
@@ -176,7 +183,12 @@ pub fn draft_from_body(
     current: Option<(&Binding, &Map<String, Value>)>,
 ) -> Result<BindingDraft, FieldError> {
     let mut b = Body::new(body, current.map(|(_, j)| j))?;
-    for ro in ["account_sid", "binding_sid", "date_created", "redirect_did_info"] {
+    for ro in [
+        "account_sid",
+        "binding_sid",
+        "date_created",
+        "redirect_did_info",
+    ] {
         b.read_only(ro)?;
     }
     let name = b.string("name", 255)?;
@@ -185,7 +197,10 @@ pub fn draft_from_body(
     let redirect = b.phone("redirect_did")?;
     let dtmf = b.string("dtmf", 256)?;
     let max_ttl = ttl("maximum_ttl", b.integer("maximum_ttl")?)?;
-    let wait_ttl = ttl("wait_origination_did_ttl", b.integer("wait_origination_did_ttl")?)?;
+    let wait_ttl = ttl(
+        "wait_origination_did_ttl",
+        b.integer("wait_origination_did_ttl")?,
+    )?;
     let attrs = match b.object("attributes") {
         Given::Absent => None,
         Given::Null => Some(Map::new()),
@@ -207,7 +222,12 @@ pub fn draft_from_body(
     let destination_did = match (destination, existing) {
         (Given::Value(d), _) => d,
         (Given::Absent, Some(cur)) => cur.destination_did.clone(),
-        (Given::Null, _) => return Err(FieldError::new("destination_did", "is required and cannot be null")),
+        (Given::Null, _) => {
+            return Err(FieldError::new(
+                "destination_did",
+                "is required and cannot be null",
+            ));
+        }
         (Given::Absent, None) => return Err(FieldError::new("destination_did", "is required")),
     };
     let name = match (name, existing) {
@@ -223,7 +243,12 @@ pub fn draft_from_body(
     };
     let redirect_did = match (redirect, current) {
         (Given::Value(r), _) => Some(r),
-        (Given::Null, _) => return Err(FieldError::new("redirect_did", "cannot be null; leave it out to have one picked")),
+        (Given::Null, _) => {
+            return Err(FieldError::new(
+                "redirect_did",
+                "cannot be null; leave it out to have one picked",
+            ));
+        }
         // PATCH and PUT keep the number callers already know.
         (Given::Absent, Some((cur, _))) if mode != Mode::Create => Some(cur.redirect_did.clone()),
         (Given::Absent, _) => None,
@@ -235,7 +260,9 @@ pub fn draft_from_body(
         (Given::Absent, None) => None,
     };
     let attributes = match (attrs, existing, mode) {
-        (Some(a), Some(cur), Mode::Patch { replace_nested }) => attributes::merge(&cur.attributes, &a, replace_nested),
+        (Some(a), Some(cur), Mode::Patch { replace_nested }) => {
+            attributes::merge(&cur.attributes, &a, replace_nested)
+        }
         (Some(a), _, _) => attributes::merge(&Map::new(), &a, true),
         (None, Some(cur), _) => cur.attributes.clone(),
         (None, None, _) => Map::new(),
@@ -276,7 +303,10 @@ mod tests {
             origination_did: None,
             redirect_did: "15162065337".into(),
             dtmf: None,
-            attributes: json!({"ringback": "moh", "k": "v"}).as_object().unwrap().clone(),
+            attributes: json!({"ringback": "moh", "k": "v"})
+                .as_object()
+                .unwrap()
+                .clone(),
             date_created: 1000,
             max_expires_at: Some(3_601_000),
             wait_expires_at: None,
@@ -291,7 +321,12 @@ mod tests {
 
     #[test]
     fn create_applies_defaults() {
-        let d = draft_from_body(json!({"destination_did": "+15162065338"}), Mode::Create, None).unwrap();
+        let d = draft_from_body(
+            json!({"destination_did": "+15162065338"}),
+            Mode::Create,
+            None,
+        )
+        .unwrap();
         assert_eq!(d.name, "N/A");
         assert_eq!(d.destination_did, "15162065338");
         assert_eq!(d.redirect_did, None);
@@ -311,21 +346,36 @@ mod tests {
         let j = cur.to_json(1000).as_object().unwrap().clone();
         let d = draft_from_body(
             json!({"maximum_ttl": "1800", "attributes": {"k": null, "cnam": "ACME"}}),
-            Mode::Patch { replace_nested: false },
+            Mode::Patch {
+                replace_nested: false,
+            },
             Some((&cur, &j)),
         )
         .unwrap();
         assert_eq!(d.destination_did, cur.destination_did);
         assert_eq!(d.maximum_ttl, Ttl::Restart(1800));
         assert_eq!(d.wait_origination_did_ttl, Ttl::Keep(None));
-        assert_eq!(Value::Object(d.attributes), json!({"ringback": "moh", "cnam": "ACME"}));
+        assert_eq!(
+            Value::Object(d.attributes),
+            json!({"ringback": "moh", "cnam": "ACME"})
+        );
     }
 
     #[test]
     fn bad_dtmf_and_ttl_are_named() {
-        let e = draft_from_body(json!({"destination_did": "15162065338", "dtmf": "12x"}), Mode::Create, None).unwrap_err();
+        let e = draft_from_body(
+            json!({"destination_did": "15162065338", "dtmf": "12x"}),
+            Mode::Create,
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.field, "dtmf");
-        let e = draft_from_body(json!({"destination_did": "15162065338", "maximum_ttl": 0}), Mode::Create, None).unwrap_err();
+        let e = draft_from_body(
+            json!({"destination_did": "15162065338", "maximum_ttl": 0}),
+            Mode::Create,
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.field, "maximum_ttl");
     }
 

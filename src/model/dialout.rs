@@ -83,9 +83,19 @@ pub fn draft_from_body(
     let two = b.phone("stage_two_destination_did")?;
     let delay = match b.integer("delay")? {
         Given::Absent => None,
-        Given::Null => return Err(FieldError::new("delay", "must be a number of seconds, not null")),
+        Given::Null => {
+            return Err(FieldError::new(
+                "delay",
+                "must be a number of seconds, not null",
+            ));
+        }
         Given::Value(v) if (0..=MAX_TTL).contains(&v) => Some(v),
-        Given::Value(_) => return Err(FieldError::new("delay", format!("must be 0 to {MAX_TTL} seconds"))),
+        Given::Value(_) => {
+            return Err(FieldError::new(
+                "delay",
+                format!("must be 0 to {MAX_TTL} seconds"),
+            ));
+        }
     };
     let attrs = match b.object("attributes") {
         Given::Absent => None,
@@ -107,19 +117,37 @@ pub fn draft_from_body(
         (Given::Null, _) => Err(FieldError::new(field, "is required and cannot be null")),
         (Given::Absent, None) => Err(FieldError::new(field, "is required")),
     };
-    let stage_one_destination_did = required(one, "stage_one_destination_did", existing.map(|c| &c.stage_one_destination_did))?;
-    let stage_two_destination_did = required(two, "stage_two_destination_did", existing.map(|c| &c.stage_two_destination_did))?;
+    let stage_one_destination_did = required(
+        one,
+        "stage_one_destination_did",
+        existing.map(|c| &c.stage_one_destination_did),
+    )?;
+    let stage_two_destination_did = required(
+        two,
+        "stage_two_destination_did",
+        existing.map(|c| &c.stage_two_destination_did),
+    )?;
     if stage_one_destination_did == stage_two_destination_did {
-        return Err(FieldError::new("stage_two_destination_did", "must differ from stage_one_destination_did"));
+        return Err(FieldError::new(
+            "stage_two_destination_did",
+            "must differ from stage_one_destination_did",
+        ));
     }
     let redirect_did = match (redirect, current) {
         (Given::Value(r), _) => Some(r),
-        (Given::Null, _) => return Err(FieldError::new("redirect_did", "cannot be null; leave it out to have one picked")),
+        (Given::Null, _) => {
+            return Err(FieldError::new(
+                "redirect_did",
+                "cannot be null; leave it out to have one picked",
+            ));
+        }
         (Given::Absent, Some((cur, _))) if mode != Mode::Create => Some(cur.redirect_did.clone()),
         (Given::Absent, _) => None,
     };
     let mut attributes = match (attrs, existing, mode) {
-        (Some(a), Some(cur), Mode::Patch { replace_nested }) => attributes::merge(&cur.attributes, &a, replace_nested),
+        (Some(a), Some(cur), Mode::Patch { replace_nested }) => {
+            attributes::merge(&cur.attributes, &a, replace_nested)
+        }
         (Some(a), _, _) => attributes::merge(&Map::new(), &a, true),
         (None, Some(cur), _) => cur.attributes.clone(),
         (None, None, _) => Map::new(),
@@ -169,7 +197,12 @@ mod tests {
         )
         .unwrap();
         assert!(d.flips_hide_default);
-        let e = draft_from_body(json!({"stage_one_destination_did": "15162065339"}), Mode::Create, None).unwrap_err();
+        let e = draft_from_body(
+            json!({"stage_one_destination_did": "15162065339"}),
+            Mode::Create,
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.field, "stage_two_destination_did");
         let e = draft_from_body(
             json!({"stage_one_destination_did": "15162065339", "stage_two_destination_did": "15162065338", "delay": "soon"}),

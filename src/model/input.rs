@@ -66,7 +66,10 @@ impl<'a> Body<'a> {
         match self.take(field) {
             Given::Value(Value::String(s)) => {
                 if s.chars().count() > max_chars {
-                    return Err(FieldError::new(field, format!("at most {max_chars} characters")));
+                    return Err(FieldError::new(
+                        field,
+                        format!("at most {max_chars} characters"),
+                    ));
                 }
                 Ok(Given::Value(s))
             }

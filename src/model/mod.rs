@@ -79,7 +79,10 @@ mod tests {
     #[test]
     fn time_format_has_milliseconds_and_z() {
         assert_eq!(format_time(1_539_117_657_675), "2018-10-09T20:40:57.675Z");
-        assert_eq!(parse_time("2018-10-09T20:40:57.675Z"), Some(1_539_117_657_675));
+        assert_eq!(
+            parse_time("2018-10-09T20:40:57.675Z"),
+            Some(1_539_117_657_675)
+        );
         assert_eq!(parse_time("yesterday"), None);
     }
 

@@ -152,8 +152,14 @@ mod tests {
 
     #[test]
     fn rejects_garbage_and_invalid_numbers() {
-        assert!(matches!(PhoneNumber::parse("abc"), Err(PhoneError::Syntax(_))));
-        assert!(matches!(PhoneNumber::parse("1516206533x"), Err(PhoneError::Syntax(_))));
+        assert!(matches!(
+            PhoneNumber::parse("abc"),
+            Err(PhoneError::Syntax(_))
+        ));
+        assert!(matches!(
+            PhoneNumber::parse("1516206533x"),
+            Err(PhoneError::Syntax(_))
+        ));
         assert!(PhoneNumber::parse("").is_err());
         assert!(PhoneNumber::parse("12").is_err());
         assert!(PhoneNumber::parse("1234567890123456").is_err());

@@ -1,10 +1,10 @@
 //! Accounts: seeding from config, the `mediator account` subcommands, and
 //! the API's reads. Passwords are stored as argon2id hashes (PHC strings).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use sqlx::{AssertSqlSafe, Row};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::list::{FieldSpec, Kind, ListQuery, ListSpec, Page};
 use super::{Result, Store, StoreError};
@@ -28,7 +28,9 @@ pub fn hash_password(password: &str) -> String {
 /// comparison, as argon2's verifier is).
 pub fn verify_password(password: &str, hash: &str) -> bool {
     match PasswordHash::new(hash) {
-        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -41,7 +43,11 @@ fn map(row: &AnyRow) -> Result<Account> {
         account_sid: row.try_get("account_sid")?,
         name: row.try_get("name")?,
         login: row.try_get("login")?,
-        permissions: perms.split(',').filter(|p| !p.is_empty()).map(str::to_string).collect(),
+        permissions: perms
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect(),
         date_created: row.try_get("date_created")?,
     })
 }
@@ -53,10 +59,30 @@ pub const LIST: ListSpec = ListSpec {
     base_where: "account_sid = $1 AND $2 = $2",
     sid: "account_sid",
     fields: &[
-        FieldSpec { name: "account_sid", expr: "account_sid", kind: Kind::Text, nullable: false },
-        FieldSpec { name: "date_created", expr: "date_created", kind: Kind::Time, nullable: false },
-        FieldSpec { name: "login", expr: "login", kind: Kind::Text, nullable: false },
-        FieldSpec { name: "name", expr: "name", kind: Kind::Text, nullable: false },
+        FieldSpec {
+            name: "account_sid",
+            expr: "account_sid",
+            kind: Kind::Text,
+            nullable: false,
+        },
+        FieldSpec {
+            name: "date_created",
+            expr: "date_created",
+            kind: Kind::Time,
+            nullable: false,
+        },
+        FieldSpec {
+            name: "login",
+            expr: "login",
+            kind: Kind::Text,
+            nullable: false,
+        },
+        FieldSpec {
+            name: "name",
+            expr: "name",
+            kind: Kind::Text,
+            nullable: false,
+        },
     ],
     attributes: None,
     nested: &[],
@@ -65,13 +91,23 @@ pub const LIST: ListSpec = ListSpec {
 impl Store {
     /// Creates an account, or updates name, password and permissions of the
     /// account with this login. Returns it.
-    pub async fn upsert_account(&self, name: &str, login: &str, password: &str, permissions: &[String]) -> Result<Account> {
+    pub async fn upsert_account(
+        &self,
+        name: &str,
+        login: &str,
+        password: &str,
+        permissions: &[String],
+    ) -> Result<Account> {
         let perms = permissions.join(",");
         let existing = self.account_by_login(login).await?;
         let _w = self.writer().await;
         match existing {
             Some((acc, hash)) => {
-                let hash = if verify_password(password, &hash) { hash } else { hash_password(password) };
+                let hash = if verify_password(password, &hash) {
+                    hash
+                } else {
+                    hash_password(password)
+                };
                 sqlx::query("UPDATE accounts SET name = $1, password_hash = $2, permissions = $3 WHERE account_sid = $4")
                     .bind(name)
                     .bind(hash)
@@ -96,15 +132,20 @@ impl Store {
             }
         }
         drop(_w);
-        self.account_by_login(login).await?.map(|(a, _)| a).ok_or(StoreError::NotFound)
+        self.account_by_login(login)
+            .await?
+            .map(|(a, _)| a)
+            .ok_or(StoreError::NotFound)
     }
 
     /// The account with `login` and its password hash.
     pub async fn account_by_login(&self, login: &str) -> Result<Option<(Account, String)>> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS}, password_hash FROM accounts WHERE login = $1")))
-            .bind(login)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS}, password_hash FROM accounts WHERE login = $1"
+        )))
+        .bind(login)
+        .fetch_optional(&self.pool)
+        .await?;
         match row {
             None => Ok(None),
             Some(r) => Ok(Some((map(&r)?, r.try_get("password_hash")?))),
@@ -113,16 +154,21 @@ impl Store {
 
     /// All accounts, by login (for the command line).
     pub async fn all_accounts(&self) -> Result<Vec<Account>> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM accounts ORDER BY login")))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM accounts ORDER BY login"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(map).collect()
     }
 
     /// Deletes the account with `login` and everything it owns.
     pub async fn delete_account(&self, login: &str) -> Result<()> {
         let _w = self.writer().await;
-        let done = sqlx::query("DELETE FROM accounts WHERE login = $1").bind(login).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM accounts WHERE login = $1")
+            .bind(login)
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -139,11 +185,13 @@ impl Store {
         if account_sid != sid {
             return Err(StoreError::NotFound);
         }
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM accounts WHERE account_sid = $1")))
-            .bind(sid)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM accounts WHERE account_sid = $1"
+        )))
+        .bind(sid)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
         map(&row)
     }
 }

@@ -7,8 +7,8 @@
 //! break this runs in [`Store::begin_write`], so concurrent requests see
 //! each other's bindings.
 
-use sqlx::{AssertSqlSafe, Row};
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::list::{FieldSpec, Kind, ListQuery, ListSpec, Page};
 use super::{BINDING_LIVE, Result, Store, StoreError, WriteTx, json_map};
@@ -27,8 +27,12 @@ fn map(row: &AnyRow) -> Result<Binding> {
     let redirect_did_info = match country {
         Some(country_code) => NumberInfo {
             country_code,
-            in_country_format: row.try_get::<Option<String>, _>("in_country_format")?.unwrap_or_default(),
-            international_format: row.try_get::<Option<String>, _>("international_format")?.unwrap_or_default(),
+            in_country_format: row
+                .try_get::<Option<String>, _>("in_country_format")?
+                .unwrap_or_default(),
+            international_format: row
+                .try_get::<Option<String>, _>("international_format")?
+                .unwrap_or_default(),
             phonenumber: redirect_did.clone(),
         },
         // The DID row is gone (removed from the account): compute the formats.
@@ -68,20 +72,60 @@ pub const LIST: ListSpec = ListSpec {
     ),
     sid: "b.binding_sid",
     fields: &[
-        FieldSpec { name: "account_sid", expr: "b.account_sid", kind: Kind::Text, nullable: false },
-        FieldSpec { name: "binding_sid", expr: "b.binding_sid", kind: Kind::Text, nullable: false },
-        FieldSpec { name: "date_created", expr: "b.date_created", kind: Kind::Time, nullable: false },
-        FieldSpec { name: "destination_did", expr: "b.destination_did", kind: Kind::Phone, nullable: false },
-        FieldSpec { name: "dtmf", expr: "b.dtmf", kind: Kind::Text, nullable: true },
+        FieldSpec {
+            name: "account_sid",
+            expr: "b.account_sid",
+            kind: Kind::Text,
+            nullable: false,
+        },
+        FieldSpec {
+            name: "binding_sid",
+            expr: "b.binding_sid",
+            kind: Kind::Text,
+            nullable: false,
+        },
+        FieldSpec {
+            name: "date_created",
+            expr: "b.date_created",
+            kind: Kind::Time,
+            nullable: false,
+        },
+        FieldSpec {
+            name: "destination_did",
+            expr: "b.destination_did",
+            kind: Kind::Phone,
+            nullable: false,
+        },
+        FieldSpec {
+            name: "dtmf",
+            expr: "b.dtmf",
+            kind: Kind::Text,
+            nullable: true,
+        },
         FieldSpec {
             name: "maximum_ttl",
             expr: "(CASE WHEN b.max_expires_at IS NULL THEN -1 ELSE (b.max_expires_at - $2 + 999) / 1000 END)",
             kind: Kind::Int,
             nullable: false,
         },
-        FieldSpec { name: "name", expr: "b.name", kind: Kind::Text, nullable: false },
-        FieldSpec { name: "origination_did", expr: "b.origination_did", kind: Kind::Phone, nullable: true },
-        FieldSpec { name: "redirect_did", expr: "b.redirect_did", kind: Kind::Phone, nullable: false },
+        FieldSpec {
+            name: "name",
+            expr: "b.name",
+            kind: Kind::Text,
+            nullable: false,
+        },
+        FieldSpec {
+            name: "origination_did",
+            expr: "b.origination_did",
+            kind: Kind::Phone,
+            nullable: true,
+        },
+        FieldSpec {
+            name: "redirect_did",
+            expr: "b.redirect_did",
+            kind: Kind::Phone,
+            nullable: false,
+        },
         FieldSpec {
             name: "wait_origination_did_ttl",
             expr: "(CASE WHEN b.wait_expires_at IS NULL THEN -1 WHEN b.wait_expires_at < $2 THEN 0 ELSE (b.wait_expires_at - $2 + 999) / 1000 END)",
@@ -94,7 +138,10 @@ pub const LIST: ListSpec = ListSpec {
         ("redirect_did_info.country_code", "d.country_code"),
         ("redirect_did_info.e164_format", "('+' || b.redirect_did)"),
         ("redirect_did_info.in_country_format", "d.in_country_format"),
-        ("redirect_did_info.international_format", "d.international_format"),
+        (
+            "redirect_did_info.international_format",
+            "d.international_format",
+        ),
         ("redirect_did_info.phonenumber", "b.redirect_did"),
     ],
 };
@@ -124,7 +171,12 @@ impl Store {
     /// Errors: [`StoreError::Conflict`] on `redirect_did` when the given DID
     /// is not the account's or is taken for this caller, or when no DID is
     /// free.
-    pub async fn create_binding(&self, account_sid: &str, draft: &BindingDraft, opts: &CreateOptions) -> Result<Binding> {
+    pub async fn create_binding(
+        &self,
+        account_sid: &str,
+        draft: &BindingDraft,
+        opts: &CreateOptions,
+    ) -> Result<Binding> {
         let mut tx = self.begin_write(account_sid).await?;
         let now = now_ms();
         if opts.reuse
@@ -135,10 +187,27 @@ impl Store {
         }
         let redirect = match &draft.redirect_did {
             Some(r) => {
-                check_redirect(&mut tx, account_sid, r, draft.origination_did.as_deref(), None, now).await?;
+                check_redirect(
+                    &mut tx,
+                    account_sid,
+                    r,
+                    draft.origination_did.as_deref(),
+                    None,
+                    now,
+                )
+                .await?;
                 r.clone()
             }
-            None => allocate(&mut tx, account_sid, draft, opts.fallback_country.as_deref(), now).await?,
+            None => {
+                allocate(
+                    &mut tx,
+                    account_sid,
+                    draft,
+                    opts.fallback_country.as_deref(),
+                    now,
+                )
+                .await?
+            }
         };
         let sid = new_sid();
         sqlx::query(
@@ -158,7 +227,9 @@ impl Store {
         .bind(draft.wait_origination_did_ttl.deadline(now))
         .execute(tx.conn())
         .await?;
-        let created = fetch(tx.conn(), account_sid, &sid, now).await?.ok_or(StoreError::NotFound)?;
+        let created = fetch(tx.conn(), account_sid, &sid, now)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         tx.commit().await?;
         Ok(created)
     }
@@ -166,17 +237,29 @@ impl Store {
     /// The live binding `sid` of the account.
     pub async fn get_binding(&self, account_sid: &str, sid: &str) -> Result<Binding> {
         let mut conn = self.pool.acquire().await?;
-        fetch(&mut conn, account_sid, sid, now_ms()).await?.ok_or(StoreError::NotFound)
+        fetch(&mut conn, account_sid, sid, now_ms())
+            .await?
+            .ok_or(StoreError::NotFound)
     }
 
     /// The API's binding list.
-    pub async fn list_bindings(&self, account_sid: &str, now: i64, q: &ListQuery) -> Result<Page<Binding>> {
+    pub async fn list_bindings(
+        &self,
+        account_sid: &str,
+        now: i64,
+        q: &ListQuery,
+    ) -> Result<Page<Binding>> {
         self.run_list(&LIST, account_sid, now, q, map).await
     }
 
     /// Replaces the stored state of binding `sid` with `draft` (PATCH and
     /// PUT have already merged it); the same DID rules as on create.
-    pub async fn update_binding(&self, account_sid: &str, sid: &str, draft: &BindingDraft) -> Result<Binding> {
+    pub async fn update_binding(
+        &self,
+        account_sid: &str,
+        sid: &str,
+        draft: &BindingDraft,
+    ) -> Result<Binding> {
         let mut tx = self.begin_write(account_sid).await?;
         let now = now_ms();
         if fetch(tx.conn(), account_sid, sid, now).await?.is_none() {
@@ -186,7 +269,15 @@ impl Store {
             .redirect_did
             .clone()
             .ok_or_else(|| no_did("a binding keeps its redirect_did"))?;
-        check_redirect(&mut tx, account_sid, &redirect, draft.origination_did.as_deref(), Some(sid), now).await?;
+        check_redirect(
+            &mut tx,
+            account_sid,
+            &redirect,
+            draft.origination_did.as_deref(),
+            Some(sid),
+            now,
+        )
+        .await?;
         sqlx::query(
             "UPDATE bindings SET name = $1, destination_did = $2, origination_did = $3, redirect_did = $4, dtmf = $5, \
              attributes = $6, max_expires_at = $7, wait_expires_at = $8 WHERE binding_sid = $9 AND account_sid = $10",
@@ -203,7 +294,9 @@ impl Store {
         .bind(account_sid)
         .execute(tx.conn())
         .await?;
-        let updated = fetch(tx.conn(), account_sid, sid, now).await?.ok_or(StoreError::NotFound)?;
+        let updated = fetch(tx.conn(), account_sid, sid, now)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         tx.commit().await?;
         Ok(updated)
     }
@@ -226,6 +319,15 @@ impl Store {
         Ok(())
     }
 
+    /// How many binding rows the table holds, expired ones included (for
+    /// operators and tests of the expiry sweep).
+    pub async fn count_binding_rows(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM bindings")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
     /// Deletes every binding whose TTL ran out before `now_ms`; returns how
     /// many.
     pub async fn sweep_expired_bindings(&self, now_ms: i64) -> Result<u64> {
@@ -242,7 +344,12 @@ impl Store {
     }
 }
 
-async fn fetch(conn: &mut sqlx::AnyConnection, account_sid: &str, sid: &str, now: i64) -> Result<Option<Binding>> {
+async fn fetch(
+    conn: &mut sqlx::AnyConnection,
+    account_sid: &str,
+    sid: &str,
+    now: i64,
+) -> Result<Option<Binding>> {
     let row = sqlx::query(AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM {FROM} WHERE b.account_sid = $1 AND {BINDING_LIVE} AND b.binding_sid = $3"
     )))
@@ -256,7 +363,12 @@ async fn fetch(conn: &mut sqlx::AnyConnection, account_sid: &str, sid: &str, now
 
 /// A live binding with the draft's destination, origination and (if given)
 /// redirect DID.
-async fn find_same(tx: &mut WriteTx, account_sid: &str, draft: &BindingDraft, now: i64) -> Result<Option<Binding>> {
+async fn find_same(
+    tx: &mut WriteTx,
+    account_sid: &str,
+    draft: &BindingDraft,
+    now: i64,
+) -> Result<Option<Binding>> {
     let mut sql = format!(
         "SELECT {COLUMNS} FROM {FROM} WHERE b.account_sid = $1 AND {BINDING_LIVE} AND b.destination_did = $3"
     );
@@ -271,7 +383,10 @@ async fn find_same(tx: &mut WriteTx, account_sid: &str, draft: &BindingDraft, no
         sql.push_str(&format!(" AND b.redirect_did = ${n}"));
     }
     sql.push_str(" ORDER BY b.date_created, b.binding_sid LIMIT 1");
-    let mut q = sqlx::query(AssertSqlSafe(sql.clone())).bind(account_sid).bind(now).bind(&draft.destination_did);
+    let mut q = sqlx::query(AssertSqlSafe(sql.clone()))
+        .bind(account_sid)
+        .bind(now)
+        .bind(&draft.destination_did);
     if let Some(o) = &draft.origination_did {
         q = q.bind(o.clone());
     }
@@ -286,7 +401,9 @@ async fn find_same(tx: &mut WriteTx, account_sid: &str, draft: &BindingDraft, no
 /// origination `$4` (or for nobody in particular when absent)".
 fn blocking(origination: Option<&str>) -> String {
     match origination {
-        Some(_) => format!("{BINDING_LIVE} AND (b.origination_did IS NULL OR b.origination_did = $4)"),
+        Some(_) => {
+            format!("{BINDING_LIVE} AND (b.origination_did IS NULL OR b.origination_did = $4)")
+        }
         None => BINDING_LIVE.to_string(),
     }
 }
@@ -314,7 +431,10 @@ async fn check_redirect(
          AND b.binding_sid <> ${except_param} LIMIT 1",
         blocking(origination)
     );
-    let mut q = sqlx::query(AssertSqlSafe(sql.clone())).bind(account_sid).bind(now).bind(redirect);
+    let mut q = sqlx::query(AssertSqlSafe(sql.clone()))
+        .bind(account_sid)
+        .bind(now)
+        .bind(redirect);
     if let Some(o) = origination {
         q = q.bind(o.to_string());
     }
@@ -322,8 +442,12 @@ async fn check_redirect(
     if let Some(row) = q.fetch_optional(tx.conn()).await? {
         let other: String = row.try_get(0)?;
         let message = match origination {
-            Some(o) => format!("{redirect} already has a live binding ({other}) that serves {o} or every caller"),
-            None => format!("{redirect} already has a live binding ({other}); a binding with no origination_did needs the DID alone"),
+            Some(o) => format!(
+                "{redirect} already has a live binding ({other}) that serves {o} or every caller"
+            ),
+            None => format!(
+                "{redirect} already has a live binding ({other}); a binding with no origination_did needs the DID alone"
+            ),
         };
         return Err(no_did(message));
     }
@@ -333,13 +457,23 @@ async fn check_redirect(
 /// Picks a free DID for the draft: the caller's country first, then
 /// `fallback_country`; with no `fallback_country`, any free DID (the
 /// destination's country first). See `docs/api.md`.
-async fn allocate(tx: &mut WriteTx, account_sid: &str, draft: &BindingDraft, fallback: Option<&str>, now: i64) -> Result<String> {
+async fn allocate(
+    tx: &mut WriteTx,
+    account_sid: &str,
+    draft: &BindingDraft,
+    fallback: Option<&str>,
+    now: i64,
+) -> Result<String> {
     let sql = format!(
         "SELECT d.phonenumber, d.country_code FROM dids d WHERE d.account_sid = $1 AND $2 = $2 AND NOT EXISTS \
          (SELECT 1 FROM bindings b WHERE b.redirect_did = d.phonenumber AND {}) ORDER BY d.phonenumber",
-        blocking(draft.origination_did.as_deref()).replace("$3", "d.phonenumber").replace("$4", "$3")
+        blocking(draft.origination_did.as_deref())
+            .replace("$3", "d.phonenumber")
+            .replace("$4", "$3")
     );
-    let mut q = sqlx::query(AssertSqlSafe(sql.clone())).bind(account_sid).bind(now);
+    let mut q = sqlx::query(AssertSqlSafe(sql.clone()))
+        .bind(account_sid)
+        .bind(now);
     if let Some(o) = &draft.origination_did {
         q = q.bind(o.clone());
     }
@@ -348,7 +482,11 @@ async fn allocate(tx: &mut WriteTx, account_sid: &str, draft: &BindingDraft, fal
     for r in &rows {
         free.push((r.try_get(0)?, r.try_get(1)?));
     }
-    let country_of = |n: &Option<String>| n.as_deref().and_then(|d| PhoneNumber::parse(d).ok()).and_then(|p| p.country_alpha3());
+    let country_of = |n: &Option<String>| {
+        n.as_deref()
+            .and_then(|d| PhoneNumber::parse(d).ok())
+            .and_then(|p| p.country_alpha3())
+    };
     let in_country = |c: &str| free.iter().find(|(_, cc)| cc == c).map(|(n, _)| n.clone());
     if let Some(c) = country_of(&draft.origination_did)
         && let Some(n) = in_country(c)
@@ -363,8 +501,7 @@ async fn allocate(tx: &mut WriteTx, account_sid: &str, draft: &BindingDraft, fal
     {
         return Ok(n);
     }
-    free.into_iter()
-        .next()
-        .map(|(n, _)| n)
-        .ok_or_else(|| no_did("cannot find redirect_did: every DID of this account is taken for this caller"))
+    free.into_iter().next().map(|(n, _)| n).ok_or_else(|| {
+        no_did("cannot find redirect_did: every DID of this account is taken for this caller")
+    })
 }

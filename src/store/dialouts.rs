@@ -6,8 +6,8 @@
 //! of the three against any of the three). Writes run in
 //! [`Store::begin_write`] so concurrent creates cannot both pass the check.
 
-use sqlx::{AssertSqlSafe, Row};
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::list::{FieldSpec, Kind, ListQuery, ListSpec, Page};
 use super::{Result, Store, StoreError, WriteTx, json_map};
@@ -38,18 +38,48 @@ pub const LIST: ListSpec = ListSpec {
     base_where: "account_sid = $1 AND state = 'scheduled' AND $2 = $2",
     sid: "dialout_sid",
     fields: &[
-        FieldSpec { name: "account_sid", expr: "account_sid", kind: Kind::Text, nullable: false },
-        FieldSpec { name: "date_created", expr: "date_created", kind: Kind::Time, nullable: false },
+        FieldSpec {
+            name: "account_sid",
+            expr: "account_sid",
+            kind: Kind::Text,
+            nullable: false,
+        },
+        FieldSpec {
+            name: "date_created",
+            expr: "date_created",
+            kind: Kind::Time,
+            nullable: false,
+        },
         FieldSpec {
             name: "delay",
             expr: "(CASE WHEN fire_at < $2 THEN 0 ELSE (fire_at - $2 + 999) / 1000 END)",
             kind: Kind::Int,
             nullable: false,
         },
-        FieldSpec { name: "dialout_sid", expr: "dialout_sid", kind: Kind::Text, nullable: false },
-        FieldSpec { name: "redirect_did", expr: "redirect_did", kind: Kind::Phone, nullable: false },
-        FieldSpec { name: "stage_one_destination_did", expr: "stage_one_destination_did", kind: Kind::Phone, nullable: false },
-        FieldSpec { name: "stage_two_destination_did", expr: "stage_two_destination_did", kind: Kind::Phone, nullable: false },
+        FieldSpec {
+            name: "dialout_sid",
+            expr: "dialout_sid",
+            kind: Kind::Text,
+            nullable: false,
+        },
+        FieldSpec {
+            name: "redirect_did",
+            expr: "redirect_did",
+            kind: Kind::Phone,
+            nullable: false,
+        },
+        FieldSpec {
+            name: "stage_one_destination_did",
+            expr: "stage_one_destination_did",
+            kind: Kind::Phone,
+            nullable: false,
+        },
+        FieldSpec {
+            name: "stage_two_destination_did",
+            expr: "stage_two_destination_did",
+            kind: Kind::Phone,
+            nullable: false,
+        },
     ],
     attributes: Some("attributes"),
     nested: &[],
@@ -65,7 +95,12 @@ fn conflict(field: &str, message: String) -> StoreError {
 impl Store {
     /// Creates a scheduled dialout; picks a redirect DID when the draft has
     /// none (stage one's country first, then `fallback_country`, then any).
-    pub async fn create_dialout(&self, account_sid: &str, draft: &DialoutDraft, fallback_country: Option<&str>) -> Result<Dialout> {
+    pub async fn create_dialout(
+        &self,
+        account_sid: &str,
+        draft: &DialoutDraft,
+        fallback_country: Option<&str>,
+    ) -> Result<Dialout> {
         let mut tx = self.begin_write(account_sid).await?;
         let now = now_ms();
         let redirect = match &draft.redirect_did {
@@ -89,7 +124,9 @@ impl Store {
         .bind(now + draft.delay.unwrap_or(0) * 1000)
         .execute(tx.conn())
         .await?;
-        let created = fetch(tx.conn(), account_sid, &sid).await?.ok_or(StoreError::NotFound)?;
+        let created = fetch(tx.conn(), account_sid, &sid)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         tx.commit().await?;
         Ok(created)
     }
@@ -97,20 +134,37 @@ impl Store {
     /// The scheduled dialout `sid` of the account.
     pub async fn get_dialout(&self, account_sid: &str, sid: &str) -> Result<Dialout> {
         let mut conn = self.pool.acquire().await?;
-        fetch(&mut conn, account_sid, sid).await?.ok_or(StoreError::NotFound)
+        fetch(&mut conn, account_sid, sid)
+            .await?
+            .ok_or(StoreError::NotFound)
     }
 
     /// The API's dialout list.
-    pub async fn list_dialouts(&self, account_sid: &str, now: i64, q: &ListQuery) -> Result<Page<Dialout>> {
+    pub async fn list_dialouts(
+        &self,
+        account_sid: &str,
+        now: i64,
+        q: &ListQuery,
+    ) -> Result<Page<Dialout>> {
         self.run_list(&LIST, account_sid, now, q, map).await
     }
 
     /// Replaces the state of scheduled dialout `sid` with `draft`.
-    pub async fn update_dialout(&self, account_sid: &str, sid: &str, draft: &DialoutDraft) -> Result<Dialout> {
+    pub async fn update_dialout(
+        &self,
+        account_sid: &str,
+        sid: &str,
+        draft: &DialoutDraft,
+    ) -> Result<Dialout> {
         let mut tx = self.begin_write(account_sid).await?;
         let now = now_ms();
-        let current = fetch(tx.conn(), account_sid, sid).await?.ok_or(StoreError::NotFound)?;
-        let redirect = draft.redirect_did.clone().unwrap_or(current.redirect_did.clone());
+        let current = fetch(tx.conn(), account_sid, sid)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let redirect = draft
+            .redirect_did
+            .clone()
+            .unwrap_or(current.redirect_did.clone());
         check_unique(&mut tx, account_sid, &redirect, draft, Some(sid)).await?;
         let fire_at = match draft.delay {
             Some(d) => now + d * 1000,
@@ -129,7 +183,9 @@ impl Store {
         .bind(account_sid)
         .execute(tx.conn())
         .await?;
-        let updated = fetch(tx.conn(), account_sid, sid).await?.ok_or(StoreError::NotFound)?;
+        let updated = fetch(tx.conn(), account_sid, sid)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         tx.commit().await?;
         Ok(updated)
     }
@@ -149,7 +205,11 @@ impl Store {
     }
 }
 
-async fn fetch(conn: &mut sqlx::AnyConnection, account_sid: &str, sid: &str) -> Result<Option<Dialout>> {
+async fn fetch(
+    conn: &mut sqlx::AnyConnection,
+    account_sid: &str,
+    sid: &str,
+) -> Result<Option<Dialout>> {
     let row = sqlx::query(AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM dialouts WHERE account_sid = $1 AND dialout_sid = $2 AND state = 'scheduled'"
     )))
@@ -162,19 +222,34 @@ async fn fetch(conn: &mut sqlx::AnyConnection, account_sid: &str, sid: &str) -> 
 
 /// Checks that the redirect DID is the account's and that no other
 /// scheduled dialout uses any of the three numbers.
-async fn check_unique(tx: &mut WriteTx, account_sid: &str, redirect: &str, draft: &DialoutDraft, except: Option<&str>) -> Result<()> {
+async fn check_unique(
+    tx: &mut WriteTx,
+    account_sid: &str,
+    redirect: &str,
+    draft: &DialoutDraft,
+    except: Option<&str>,
+) -> Result<()> {
     let owned = sqlx::query("SELECT 1 FROM dids WHERE account_sid = $1 AND phonenumber = $2")
         .bind(account_sid)
         .bind(redirect)
         .fetch_optional(tx.conn())
         .await?;
     if owned.is_none() {
-        return Err(conflict("redirect_did", format!("{redirect} is not a DID of this account")));
+        return Err(conflict(
+            "redirect_did",
+            format!("{redirect} is not a DID of this account"),
+        ));
     }
     let numbers = [
         ("redirect_did", redirect),
-        ("stage_one_destination_did", draft.stage_one_destination_did.as_str()),
-        ("stage_two_destination_did", draft.stage_two_destination_did.as_str()),
+        (
+            "stage_one_destination_did",
+            draft.stage_one_destination_did.as_str(),
+        ),
+        (
+            "stage_two_destination_did",
+            draft.stage_two_destination_did.as_str(),
+        ),
     ];
     for (field, number) in numbers {
         let row = sqlx::query(
@@ -188,14 +263,22 @@ async fn check_unique(tx: &mut WriteTx, account_sid: &str, redirect: &str, draft
         .await?;
         if let Some(row) = row {
             let other: String = row.try_get(0)?;
-            return Err(conflict(field, format!("{number} is already used by scheduled dialout {other}")));
+            return Err(conflict(
+                field,
+                format!("{number} is already used by scheduled dialout {other}"),
+            ));
         }
     }
     Ok(())
 }
 
 /// Picks a DID that no scheduled dialout uses.
-async fn allocate(tx: &mut WriteTx, account_sid: &str, draft: &DialoutDraft, fallback: Option<&str>) -> Result<String> {
+async fn allocate(
+    tx: &mut WriteTx,
+    account_sid: &str,
+    draft: &DialoutDraft,
+    fallback: Option<&str>,
+) -> Result<String> {
     let rows = sqlx::query(
         "SELECT d.phonenumber, d.country_code FROM dids d WHERE d.account_sid = $1 AND NOT EXISTS \
          (SELECT 1 FROM dialouts o WHERE o.account_sid = $1 AND o.state = 'scheduled' AND \
@@ -210,16 +293,25 @@ async fn allocate(tx: &mut WriteTx, account_sid: &str, draft: &DialoutDraft, fal
         free.push((r.try_get(0)?, r.try_get(1)?));
     }
     let in_country = |c: &str| free.iter().find(|(_, cc)| cc == c).map(|(n, _)| n.clone());
-    if let Some(c) = PhoneNumber::parse(&draft.stage_one_destination_did).ok().and_then(|p| p.country_alpha3())
+    if let Some(c) = PhoneNumber::parse(&draft.stage_one_destination_did)
+        .ok()
+        .and_then(|p| p.country_alpha3())
         && let Some(n) = in_country(c)
     {
         return Ok(n);
     }
     if let Some(f) = fallback {
-        return in_country(f).ok_or_else(|| conflict("redirect_did", format!("no free DID of this account in {f}")));
+        return in_country(f).ok_or_else(|| {
+            conflict(
+                "redirect_did",
+                format!("no free DID of this account in {f}"),
+            )
+        });
     }
-    free.into_iter()
-        .next()
-        .map(|(n, _)| n)
-        .ok_or_else(|| conflict("redirect_did", "cannot find redirect_did: every DID of this account is in a scheduled dialout".into()))
+    free.into_iter().next().map(|(n, _)| n).ok_or_else(|| {
+        conflict(
+            "redirect_did",
+            "cannot find redirect_did: every DID of this account is in a scheduled dialout".into(),
+        )
+    })
 }

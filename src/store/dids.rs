@@ -1,8 +1,8 @@
 //! DIDs: the account's rented numbers, with their formats computed once
 //! from the numbering metadata when they are added.
 
-use sqlx::{AssertSqlSafe, Row};
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::list::{FieldSpec, Kind, ListQuery, ListSpec, Page};
 use super::{Result, Store, StoreError};
@@ -10,7 +10,8 @@ use crate::model::did::Did;
 use crate::model::phone::{NumberInfo, PhoneNumber};
 use crate::model::{new_sid, now_ms};
 
-const COLUMNS: &str = "did_sid, account_sid, phonenumber, country_code, in_country_format, international_format";
+const COLUMNS: &str =
+    "did_sid, account_sid, phonenumber, country_code, in_country_format, international_format";
 
 fn map(row: &AnyRow) -> Result<Did> {
     Ok(Did {
@@ -32,13 +33,48 @@ pub const LIST: ListSpec = ListSpec {
     base_where: "account_sid = $1 AND $2 = $2",
     sid: "did_sid",
     fields: &[
-        FieldSpec { name: "account_sid", expr: "account_sid", kind: Kind::Text, nullable: false },
-        FieldSpec { name: "country_code", expr: "country_code", kind: Kind::Text, nullable: false },
-        FieldSpec { name: "date_created", expr: "date_created", kind: Kind::Time, nullable: false },
-        FieldSpec { name: "did_sid", expr: "did_sid", kind: Kind::Text, nullable: false },
-        FieldSpec { name: "in_country_format", expr: "in_country_format", kind: Kind::Text, nullable: false },
-        FieldSpec { name: "international_format", expr: "international_format", kind: Kind::Text, nullable: false },
-        FieldSpec { name: "phonenumber", expr: "phonenumber", kind: Kind::Phone, nullable: false },
+        FieldSpec {
+            name: "account_sid",
+            expr: "account_sid",
+            kind: Kind::Text,
+            nullable: false,
+        },
+        FieldSpec {
+            name: "country_code",
+            expr: "country_code",
+            kind: Kind::Text,
+            nullable: false,
+        },
+        FieldSpec {
+            name: "date_created",
+            expr: "date_created",
+            kind: Kind::Time,
+            nullable: false,
+        },
+        FieldSpec {
+            name: "did_sid",
+            expr: "did_sid",
+            kind: Kind::Text,
+            nullable: false,
+        },
+        FieldSpec {
+            name: "in_country_format",
+            expr: "in_country_format",
+            kind: Kind::Text,
+            nullable: false,
+        },
+        FieldSpec {
+            name: "international_format",
+            expr: "international_format",
+            kind: Kind::Text,
+            nullable: false,
+        },
+        FieldSpec {
+            name: "phonenumber",
+            expr: "phonenumber",
+            kind: Kind::Phone,
+            nullable: false,
+        },
     ],
     attributes: None,
     nested: &[],
@@ -50,10 +86,12 @@ impl Store {
     /// conflict.
     pub async fn add_did(&self, account_sid: &str, number: &PhoneNumber) -> Result<Did> {
         let _w = self.writer().await;
-        let existing = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM dids WHERE phonenumber = $1")))
-            .bind(number.digits())
-            .fetch_optional(&self.pool)
-            .await?;
+        let existing = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM dids WHERE phonenumber = $1"
+        )))
+        .bind(number.digits())
+        .fetch_optional(&self.pool)
+        .await?;
         if let Some(row) = existing {
             let did = map(&row)?;
             if did.account_sid != account_sid {
@@ -103,7 +141,10 @@ impl Store {
         if busy.is_some() {
             return Err(StoreError::Conflict {
                 field: "phonenumber".into(),
-                message: format!("{} is the redirect_did of a live binding or scheduled dialout", number.digits()),
+                message: format!(
+                    "{} is the redirect_did of a live binding or scheduled dialout",
+                    number.digits()
+                ),
             });
         }
         let done = sqlx::query("DELETE FROM dids WHERE phonenumber = $1")
@@ -118,10 +159,12 @@ impl Store {
 
     /// All DIDs of the account (for the command line and allocation).
     pub async fn account_dids(&self, account_sid: &str) -> Result<Vec<Did>> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM dids WHERE account_sid = $1 ORDER BY phonenumber")))
-            .bind(account_sid)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM dids WHERE account_sid = $1 ORDER BY phonenumber"
+        )))
+        .bind(account_sid)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(map).collect()
     }
 
@@ -132,12 +175,14 @@ impl Store {
 
     /// One DID of the account.
     pub async fn get_did(&self, account_sid: &str, sid: &str) -> Result<Did> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM dids WHERE did_sid = $1 AND account_sid = $2")))
-            .bind(sid)
-            .bind(account_sid)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM dids WHERE did_sid = $1 AND account_sid = $2"
+        )))
+        .bind(sid)
+        .bind(account_sid)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
         map(&row)
     }
 }

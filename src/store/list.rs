@@ -197,7 +197,12 @@ fn bad(message: impl Into<String>) -> StoreError {
 }
 
 impl ListSpec {
-    fn resolve(&self, name: &str, dialect: Dialect, params: &mut Vec<Param>) -> Result<Resolved, StoreError> {
+    fn resolve(
+        &self,
+        name: &str,
+        dialect: Dialect,
+        params: &mut Vec<Param>,
+    ) -> Result<Resolved, StoreError> {
         if let Some(f) = self.fields.iter().find(|f| f.name == name) {
             return Ok(Resolved {
                 expr: f.expr.to_string(),
@@ -255,7 +260,8 @@ fn value_param(field: &str, kind: Kind, v: &str) -> Result<Param, StoreError> {
                 .map_err(|_| bad(format!("`{v}` is not an integer, as {field} needs")))?,
         ),
         Kind::Time => Param::Int(
-            parse_time(v.trim()).ok_or_else(|| bad(format!("`{v}` is not an RFC 3339 time, as {field} needs")))?,
+            parse_time(v.trim())
+                .ok_or_else(|| bad(format!("`{v}` is not an RFC 3339 time, as {field} needs")))?,
         ),
     })
 }
@@ -280,7 +286,12 @@ fn like_pattern(v: &str, op: Op, dialect: Dialect) -> String {
 }
 
 /// Builds the `AND ...` conditions of `filters`.
-fn where_filters(spec: &ListSpec, filters: &[Filter], dialect: Dialect, params: &mut Vec<Param>) -> Result<String, StoreError> {
+fn where_filters(
+    spec: &ListSpec,
+    filters: &[Filter],
+    dialect: Dialect,
+    params: &mut Vec<Param>,
+) -> Result<String, StoreError> {
     let mut sql = String::new();
     for f in filters {
         let r = spec.resolve(&f.field, dialect, params)?;
@@ -297,9 +308,16 @@ fn where_filters(spec: &ListSpec, filters: &[Filter], dialect: Dialect, params: 
             }
             Op::Like | Op::Ilike => {
                 if !text_like {
-                    return Err(bad(format!("{} works on text fields, and {} is not one", if f.op == Op::Like { "like" } else { "ilike" }, f.field)));
+                    return Err(bad(format!(
+                        "{} works on text fields, and {} is not one",
+                        if f.op == Op::Like { "like" } else { "ilike" },
+                        f.field
+                    )));
                 }
-                let n = push(params, Param::Text(like_pattern(&f.values[0], f.op, dialect)));
+                let n = push(
+                    params,
+                    Param::Text(like_pattern(&f.values[0], f.op, dialect)),
+                );
                 let clause = match (dialect, f.op) {
                     (Dialect::Sqlite, Op::Like) => format!("{expr} GLOB ${n}"),
                     (Dialect::Sqlite, _) => format!("{expr} LIKE ${n} ESCAPE '\\'"),
@@ -338,18 +356,32 @@ pub struct Order {
 }
 
 /// Resolves the order of `q` (default `date_created asc`).
-pub fn order(spec: &ListSpec, q: &ListQuery, dialect: Dialect, params: &mut Vec<Param>) -> Result<Order, StoreError> {
-    let (name, desc) = q.order.clone().unwrap_or_else(|| ("date_created".to_string(), false));
-    let r = spec.resolve(&name, dialect, params).map_err(|_| StoreError::BadQuery {
-        field: "order".into(),
-        message: format!("cannot order by unknown field `{name}`"),
-    })?;
+pub fn order(
+    spec: &ListSpec,
+    q: &ListQuery,
+    dialect: Dialect,
+    params: &mut Vec<Param>,
+) -> Result<Order, StoreError> {
+    let (name, desc) = q
+        .order
+        .clone()
+        .unwrap_or_else(|| ("date_created".to_string(), false));
+    let r = spec
+        .resolve(&name, dialect, params)
+        .map_err(|_| StoreError::BadQuery {
+            field: "order".into(),
+            message: format!("cannot order by unknown field `{name}`"),
+        })?;
     let expr = if r.nullable && matches!(r.kind, Kind::Text | Kind::Phone) {
         format!("COALESCE({}, '')", r.expr)
     } else {
         r.expr
     };
-    Ok(Order { expr, kind: r.kind, desc })
+    Ok(Order {
+        expr,
+        kind: r.kind,
+        desc,
+    })
 }
 
 /// The count query for `q`'s filters.
@@ -357,19 +389,30 @@ pub fn count_sql(spec: &ListSpec, q: &ListQuery, dialect: Dialect) -> Result<Bui
     let mut params = Vec::new();
     let filters = where_filters(spec, &q.filters, dialect, &mut params)?;
     Ok(Built {
-        sql: format!("SELECT COUNT(*) FROM {} WHERE {}{filters}", spec.from, spec.base_where),
+        sql: format!(
+            "SELECT COUNT(*) FROM {} WHERE {}{filters}",
+            spec.from, spec.base_where
+        ),
         params,
     })
 }
 
 /// The query that reads the cursor row's order value.
-pub fn cursor_sql(spec: &ListSpec, q: &ListQuery, dialect: Dialect, sid: &str) -> Result<(Built, Kind), StoreError> {
+pub fn cursor_sql(
+    spec: &ListSpec,
+    q: &ListQuery,
+    dialect: Dialect,
+    sid: &str,
+) -> Result<(Built, Kind), StoreError> {
     let mut params = Vec::new();
     let o = order(spec, q, dialect, &mut params)?;
     let n = push(&mut params, Param::Text(sid.to_string()));
     Ok((
         Built {
-            sql: format!("SELECT {} FROM {} WHERE {} AND {} = ${n}", o.expr, spec.from, spec.base_where, spec.sid),
+            sql: format!(
+                "SELECT {} FROM {} WHERE {} AND {} = ${n}",
+                o.expr, spec.from, spec.base_where, spec.sid
+            ),
             params,
         },
         o.kind,
@@ -378,7 +421,12 @@ pub fn cursor_sql(spec: &ListSpec, q: &ListQuery, dialect: Dialect, sid: &str) -
 
 /// The page query: `limit + 1` rows so that `has_more` can be told.
 /// `cursor_value` is the cursor row's order value read with [`cursor_sql`].
-pub fn page_sql(spec: &ListSpec, q: &ListQuery, dialect: Dialect, cursor_value: Option<Param>) -> Result<Built, StoreError> {
+pub fn page_sql(
+    spec: &ListSpec,
+    q: &ListQuery,
+    dialect: Dialect,
+    cursor_value: Option<Param>,
+) -> Result<Built, StoreError> {
     let mut params = Vec::new();
     let filters = where_filters(spec, &q.filters, dialect, &mut params)?;
     let o = order(spec, q, dialect, &mut params)?;
@@ -417,8 +465,14 @@ mod tests {
 
     #[test]
     fn like_patterns_escape_everything_but_percent() {
-        assert_eq!(like_pattern("Ac_c%", Op::Like, Dialect::Postgres), "Ac\\_c%");
-        assert_eq!(like_pattern("a*?[%", Op::Like, Dialect::Sqlite), "a[*][?][[]*");
+        assert_eq!(
+            like_pattern("Ac_c%", Op::Like, Dialect::Postgres),
+            "Ac\\_c%"
+        );
+        assert_eq!(
+            like_pattern("a*?[%", Op::Like, Dialect::Sqlite),
+            "a[*][?][[]*"
+        );
         assert_eq!(like_pattern("a_%", Op::Ilike, Dialect::Sqlite), "a\\_%");
     }
 

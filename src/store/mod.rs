@@ -72,11 +72,14 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-                StoreError::Unavailable(e.to_string())
-            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
             sqlx::Error::Database(ref db)
-                if db.code().is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "57P03") =>
+                if db
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "57P03") =>
             {
                 // PostgreSQL connection exceptions and "admin shutdown".
                 StoreError::Unavailable(e.to_string())
@@ -121,17 +124,24 @@ impl Store {
         };
         let mut url = config.url.clone();
         if dialect == Dialect::Sqlite {
-            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
             let path = path.split('?').next().unwrap_or("");
             if !path.is_empty() && path != ":memory:" {
                 if let Some(parent) = std::path::Path::new(path).parent()
                     && !parent.as_os_str().is_empty()
                 {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+                    })?;
                 }
                 if !url.contains("mode=") {
-                    url.push_str(if url.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+                    url.push_str(if url.contains('?') {
+                        "&mode=rwc"
+                    } else {
+                        "?mode=rwc"
+                    });
                 }
             }
         }
@@ -226,21 +236,36 @@ impl Store {
         map: impl Fn(&AnyRow) -> Result<T>,
     ) -> Result<list::Page<T>> {
         let count = list::count_sql(spec, q, self.dialect)?;
-        let total: i64 = bind_all(sqlx::query(AssertSqlSafe(count.sql.clone())), account_sid, now_ms, &count.params)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?;
+        let total: i64 = bind_all(
+            sqlx::query(AssertSqlSafe(count.sql.clone())),
+            account_sid,
+            now_ms,
+            &count.params,
+        )
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
         let cursor_value = match &q.cursor {
             None => None,
             Some(list::Cursor::After(sid) | list::Cursor::Before(sid)) => {
                 let (built, kind) = list::cursor_sql(spec, q, self.dialect, sid)?;
-                let row = bind_all(sqlx::query(AssertSqlSafe(built.sql.clone())), account_sid, now_ms, &built.params)
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .ok_or_else(|| StoreError::BadQuery {
-                        field: if matches!(q.cursor, Some(list::Cursor::After(_))) { "after" } else { "before" }.into(),
-                        message: format!("no item with SID `{sid}` to page from"),
-                    })?;
+                let row = bind_all(
+                    sqlx::query(AssertSqlSafe(built.sql.clone())),
+                    account_sid,
+                    now_ms,
+                    &built.params,
+                )
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| StoreError::BadQuery {
+                    field: if matches!(q.cursor, Some(list::Cursor::After(_))) {
+                        "after"
+                    } else {
+                        "before"
+                    }
+                    .into(),
+                    message: format!("no item with SID `{sid}` to page from"),
+                })?;
                 Some(match kind {
                     list::Kind::Int | list::Kind::Time => Param::Int(row.try_get(0)?),
                     list::Kind::Text | list::Kind::Phone => Param::Text(row.try_get(0)?),
@@ -248,9 +273,14 @@ impl Store {
             }
         };
         let built = list::page_sql(spec, q, self.dialect, cursor_value)?;
-        let rows = bind_all(sqlx::query(AssertSqlSafe(built.sql.clone())), account_sid, now_ms, &built.params)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = bind_all(
+            sqlx::query(AssertSqlSafe(built.sql.clone())),
+            account_sid,
+            now_ms,
+            &built.params,
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let has_more = rows.len() as i64 > q.limit;
         let mut items = rows
             .iter()
@@ -260,7 +290,11 @@ impl Store {
         if matches!(q.cursor, Some(list::Cursor::Before(_))) {
             items.reverse();
         }
-        Ok(list::Page { items, total, has_more })
+        Ok(list::Page {
+            items,
+            total,
+            has_more,
+        })
     }
 }
 
@@ -280,7 +314,12 @@ impl WriteTx {
 type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
 
 /// Binds `$1` = account, `$2` = now, then `params`.
-fn bind_all<'q>(mut q: AnyQuery<'q>, account_sid: &str, now_ms: i64, params: &[Param]) -> AnyQuery<'q> {
+fn bind_all<'q>(
+    mut q: AnyQuery<'q>,
+    account_sid: &str,
+    now_ms: i64,
+    params: &[Param],
+) -> AnyQuery<'q> {
     q = q.bind(account_sid.to_string()).bind(now_ms);
     for p in params {
         q = match p {
@@ -292,7 +331,10 @@ fn bind_all<'q>(mut q: AnyQuery<'q>, account_sid: &str, now_ms: i64, params: &[P
 }
 
 /// Reads a JSON object column.
-pub(crate) fn json_map(row: &AnyRow, col: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+pub(crate) fn json_map(
+    row: &AnyRow,
+    col: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
     let text: String = row.try_get(col)?;
     match serde_json::from_str(&text) {
         Ok(serde_json::Value::Object(m)) => Ok(m),

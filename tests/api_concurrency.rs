@@ -1,0 +1,103 @@
+//! Redirect DID allocation and dialout uniqueness under concurrent
+//! requests, on both stores.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{Backend, TestServer};
+use mediator::config::AccountSeed;
+use reqwest::StatusCode;
+use serde_json::json;
+
+fn ten_did_account() -> Vec<AccountSeed> {
+    vec![AccountSeed {
+        name: "Busy".into(),
+        login: "busy".into(),
+        password: "busy-pw".into(),
+        dids: (0..10).map(|i| format!("1516206{:04}", 5500 + i)).collect(),
+        permissions: vec![],
+    }]
+}
+
+async fn fifty_racing_creates_on_ten_dids(b: Backend) {
+    let t = TestServer::start_with(b, ten_did_account(), |_| {}).await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let http = t.http.clone();
+        let url = format!("{}/bindings", t.base);
+        tasks.push(tokio::spawn(async move {
+            let res = http
+                .post(url)
+                .basic_auth("busy", Some("busy-pw"))
+                .json(&json!({"destination_did": format!("1212736{:04}", 1000 + i)}))
+                .send()
+                .await
+                .expect("sent");
+            let status = res.status();
+            let v: serde_json::Value = res.json().await.expect("json");
+            (status, v)
+        }));
+    }
+    let mut dids = HashSet::new();
+    let (mut ok, mut conflict) = (0, 0);
+    for task in tasks {
+        let (status, v) = task.await.unwrap();
+        match status {
+            StatusCode::OK => {
+                ok += 1;
+                assert!(
+                    dids.insert(v["body"]["redirect_did"].as_str().unwrap().to_string()),
+                    "DID given twice: {v}"
+                );
+            }
+            StatusCode::CONFLICT => {
+                conflict += 1;
+                assert_eq!(v["status"], 409);
+                assert_eq!(v["body"]["errors"][0]["field"], "redirect_did");
+            }
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert_eq!((ok, conflict), (10, 40));
+    assert_eq!(dids.len(), 10);
+    let (_, list) = t.get("busy", "/bindings?limit=100").await;
+    assert_eq!(list["body"]["total"], 10);
+    t.stop().await;
+}
+
+async fn racing_dialouts_stay_unique(b: Backend) {
+    let t = TestServer::start_with(b, ten_did_account(), |_| {}).await;
+    // Twenty creates for the same stage-one party: exactly one may be scheduled.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let http = t.http.clone();
+        let url = format!("{}/dialouts", t.base);
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .basic_auth("busy", Some("busy-pw"))
+                .json(&json!({"stage_one_destination_did": "12127361999", "stage_two_destination_did": format!("1212736{:04}", 2000 + i), "delay": 600}))
+                .send()
+                .await
+                .expect("sent")
+                .status()
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            StatusCode::OK => ok += 1,
+            StatusCode::CONFLICT => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    let (_, list) = t.get("busy", "/dialouts").await;
+    assert_eq!(list["body"]["total"], 1);
+    t.stop().await;
+}
+
+on_both_stores!(
+    fifty_racing_creates_on_ten_dids,
+    racing_dialouts_stay_unique
+);
