@@ -119,6 +119,10 @@ fi
 [[ -x "$MEDIATOR_BIN" ]] || die "$MEDIATOR_BIN not found; build with cargo build --release"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mediator-bench.XXXXXX")
+# Run a private copy: a concurrent `cargo build` must not swap the binary
+# between stores.
+cp "$MEDIATOR_BIN" "$WORK/mediator"
+BIN_SHA=$(sha256sum "$WORK/mediator" | cut -c1-12)
 SERVER_PID=""
 PG_DB=""
 
@@ -201,7 +205,7 @@ start_server() { # store url
         printf 'dids = ["%s", "%s", "%s", "%s"]\n' "${DIDS[@]}"
         echo 'permissions = []'
     } > "$conf"
-    NO_COLOR=1 MEDIATOR_LOG=warn,mediator=info "$MEDIATOR_BIN" serve --config "$conf" >"$log" 2>&1 &
+    NO_COLOR=1 MEDIATOR_LOG=warn,mediator=info "$WORK/mediator" serve --config "$conf" >"$log" 2>&1 &
     SERVER_PID=$!
     local addr=""
     for _ in $(seq 1 300); do
@@ -504,7 +508,7 @@ done
     echo "# Mediator REST API benchmark, $STAMP UTC"
     echo
     echo "- machine: $MACHINE"
-    echo "- build: release, git $GIT_REV"
+    echo "- build: release, git $GIT_REV, binary sha256 $BIN_SHA"
     echo "- load: wrk -t $THREADS -c $CONNECTIONS -d $DURATION (warm-up $WARMUP), $RUNS runs, medians;" \
          "cap $MAX_REQUESTS requests per run; wrk shares the machine with the server"
     echo "- data: $SEED_BINDINGS bindings seeded before the GET runs; POST runs add one binding per request" \

@@ -38,6 +38,8 @@ pub enum Command {
     Did(DidCommand),
     /// Check the config and print it as the server would use it.
     CheckConfig,
+    /// Print the OpenAPI 3.1 document of the REST API.
+    Openapi,
 }
 
 /// `mediator account ...`
@@ -97,6 +99,10 @@ pub enum DidCommand {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Openapi) = cli.command {
+        print!("{}", crate::api::openapi::document_text());
+        return Ok(());
+    }
     let config = Config::load(&cli.config, std::env::vars())?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => server::serve(config).await,
@@ -106,6 +112,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Account(cmd) => account(&config, cmd).await,
         Command::Did(cmd) => did(&config, cmd).await,
+        Command::Openapi => Ok(()),
     }
 }
 

@@ -310,10 +310,8 @@ impl Config {
                 format!("`{}` is not IP:PORT ({e})", self.api.listen),
             )
         })?;
-        if !self.api.public_url.is_empty()
-            && !(self.api.public_url.starts_with("http://")
-                || self.api.public_url.starts_with("https://"))
-        {
+        let url = &self.api.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return Err(invalid(
                 "api.public_url",
                 "must start with http:// or https://",

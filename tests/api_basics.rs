@@ -176,3 +176,15 @@ on_both_stores!(
     dids_carry_numbering_metadata,
     unknown_routes_and_methods_get_the_envelope,
 );
+
+#[tokio::test]
+async fn sqlite_store_runs_in_wal_mode() {
+    use sqlx::Connection;
+    let t = TestServer::start(Backend::Sqlite).await;
+    let url = t.db.url.clone();
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let mode: (String,) = sqlx::query_as("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(mode.0.to_lowercase(), "wal");
+    conn.close().await.unwrap();
+    t.stop().await;
+}

@@ -246,7 +246,7 @@ async fn field_filtering(b: Backend) {
     let (s, v) = t.get("alice", "/bindings?include_fields=name,bogus").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(error_field(&v), "include_fields");
-    let (s, v) = t.get("alice", &format!("/dids?exclude_fields=phone")).await;
+    let (s, v) = t.get("alice", "/dids?exclude_fields=phone").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(error_field(&v), "exclude_fields");
     t.stop().await;

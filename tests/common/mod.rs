@@ -95,15 +95,15 @@ impl TestDb {
     }
 
     pub async fn drop_db(&self) {
-        if self.backend == Backend::Postgres {
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                )))
-                .execute(&mut conn)
-                .await;
-            }
+        if self.backend == Backend::Postgres
+            && let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await
+        {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut conn)
+            .await;
         }
     }
 }
