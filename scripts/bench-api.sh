@@ -24,8 +24,11 @@
 #   RUNS=3             measured runs per endpoint and store; medians reported
 #   CONNECTIONS=32     wrk -c
 #   THREADS=2          wrk -t
-#   MAX_REQUESTS=1000000  cap on the requests of one run (each wrk thread
-#                      stops after MAX_REQUESTS/THREADS responses)
+#   MAX_REQUESTS       cap on the requests of one run (each wrk thread stops
+#                      after MAX_REQUESTS/THREADS responses); default 100,000
+#                      per second of DURATION, far above what 2 cores serve.
+#                      A run that hits it is marked "capped": wrk divides by
+#                      the full DURATION, so its req/s is then too low.
 #   SEED_BINDINGS=1000 bindings created before the GET runs
 #   STORES="sqlite postgres"
 #   ENDPOINTS="get list post"
@@ -53,7 +56,7 @@ WARMUP=${WARMUP:-3s}
 RUNS=${RUNS:-3}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
-MAX_REQUESTS=${MAX_REQUESTS:-1000000}
+MAX_REQUESTS=${MAX_REQUESTS:-}
 SEED_BINDINGS=${SEED_BINDINGS:-1000}
 STORES=${STORES:-"sqlite postgres"}
 ENDPOINTS=${ENDPOINTS:-"get list post"}
@@ -73,7 +76,7 @@ done
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer"
 [[ "$THREADS" =~ ^[1-9][0-9]*$ && "$CONNECTIONS" =~ ^[1-9][0-9]*$ ]] || die "THREADS and CONNECTIONS must be positive integers"
 (( CONNECTIONS >= THREADS )) || die "CONNECTIONS must be >= THREADS"
-[[ "$MAX_REQUESTS" =~ ^[1-9][0-9]*$ ]] || die "MAX_REQUESTS must be a positive integer"
+[[ -z "$MAX_REQUESTS" || "$MAX_REQUESTS" =~ ^[1-9][0-9]*$ ]] || die "MAX_REQUESTS must be a positive integer"
 [[ "$SEED_BINDINGS" =~ ^[0-9]+$ ]] || die "SEED_BINDINGS must be an integer"
 [[ "$DURATION" =~ ^[0-9]+[smh]?$ && "$WARMUP" =~ ^[0-9]+[smh]?$ ]] || die "DURATION and WARMUP look like 10s, 2m"
 [[ "$PG_HOST" == 127.* || "$PG_HOST" == localhost || "$PG_HOST" == ::1 ]] || die "PG_HOST must be a loopback address"
@@ -96,13 +99,17 @@ secs() {
     esac
 }
 
+[[ -n "$MAX_REQUESTS" ]] || MAX_REQUESTS=$(( 100000 * $(secs "$DURATION") ))
 PER_THREAD_CAP=$(( (MAX_REQUESTS + THREADS - 1) / THREADS ))
-# Origination numbers of the POST runs: +1 212 XXX NNNN with XXX an
-# exchange 200-999 other than N11, 555 and a few special ones: 10,000
-# numbers per exchange. Each store starts from a fresh database, so the
-# space must hold (warm-up + RUNS) runs of THREADS * PER_THREAD_CAP.
-NUMBER_SPACE=$(( (800 - 8 - 5) * 10000 ))
-if [[ " $ENDPOINTS " == *" post "* ]] && (( (RUNS + 1) * THREADS * PER_THREAD_CAP > NUMBER_SPACE )); then
+# Origination numbers of the POST runs: +1 AAA XXX NNNN with AAA one of 4
+# New York area codes and XXX an exchange 200-999 other than N11, 555 and a
+# few special ones: 10,000 numbers per exchange. A wrk thread stops after
+# PER_THREAD_CAP responses but may have sent up to CONNECTIONS more
+# requests, so each thread takes a block of POST_STRIDE numbers. Each store
+# starts from a fresh database; the space must hold (warm-up + RUNS) runs.
+POST_STRIDE=$(( PER_THREAD_CAP + CONNECTIONS + 100 ))
+NUMBER_SPACE=$(( 4 * (800 - 8 - 5) * 10000 ))
+if [[ " $ENDPOINTS " == *" post "* ]] && (( (RUNS + 1) * THREADS * POST_STRIDE > NUMBER_SPACE )); then
     die "MAX_REQUESTS * (RUNS + 1) exceeds the $NUMBER_SPACE distinct origination numbers; lower MAX_REQUESTS or RUNS"
 fi
 
@@ -313,28 +320,33 @@ end
 LUA
 
 # POST /bindings with a distinct origination_did per request (args: cap,
-# number offset of this run, redirect DID, destination DID). Thread k of a
-# run uses numbers offset + k * cap .. offset + (k + 1) * cap - 1.
+# number offset of this run, stride, redirect DID, destination DID). Thread
+# k of a run uses numbers offset + k * stride .. offset + (k + 1) * stride - 1.
 cat > "$WORK/post.lua" <<'LUA'
 dofile(os.getenv("BENCH_LUA_DIR") .. "/common.lua")
+local areas = { "212", "646", "718", "917" }
 local exch = {}
 local special = { [555] = true, [950] = true, [958] = true, [959] = true, [976] = true }
 for e = 200, 999 do
   if e % 100 ~= 11 and not special[e] then exch[#exch + 1] = tostring(e) end
 end
-local next_num, redirect, dest
+local per_area = #exch * 10000
+local next_num, stride, redirect, dest
 function init(args)
   common_init(args)
-  next_num = tonumber(args[2]) + (id or 0) * cap
-  redirect, dest = args[3], args[4]
+  stride = tonumber(args[3])
+  next_num = tonumber(args[2]) + (id or 0) * stride
+  redirect, dest = args[4], args[5]
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
 end
 function request()
   local c = next_num
   next_num = next_num + 1
-  local e = exch[math.floor(c / 10000) + 1]
-  local orig = "1212" .. e .. string.format("%04d", c % 10000)
+  local a = areas[math.floor(c / per_area) + 1]
+  local r = c % per_area
+  local e = exch[math.floor(r / 10000) + 1]
+  local orig = "1" .. a .. e .. string.format("%04d", r % 10000)
   local body = '{"destination_did":"' .. dest .. '","origination_did":"' .. orig ..
                '","redirect_did":"' .. redirect .. '"}'
   return wrk.format("POST", nil, nil, body)
@@ -368,7 +380,7 @@ wrk_run() { # kind duration
     case $kind in
         get)  url="$BASE_URL/bindings"; args=("$PER_THREAD_CAP" "$WORK/sids" "/mediator/v1/bindings/") ;;
         list) url="$BASE_URL/bindings?limit=100"; args=("$PER_THREAD_CAP") ;;
-        post) url="$BASE_URL/bindings"; args=("$PER_THREAD_CAP" "$POST_OFFSET" "$POST_REDIRECT" "$DESTINATION") ;;
+        post) url="$BASE_URL/bindings"; args=("$PER_THREAD_CAP" "$POST_OFFSET" "$POST_STRIDE" "$POST_REDIRECT" "$DESTINATION") ;;
     esac
     local s0 m0 s1 m1
     s0=$(cpu_ticks_of "$SERVER_PID"); m0=$(machine_ticks)
@@ -399,7 +411,7 @@ wrk_run() { # kind duration
 }
 
 advance() { # kind: the next POST run takes fresh origination numbers
-    [[ $1 == post ]] && POST_OFFSET=$(( POST_OFFSET + THREADS * PER_THREAD_CAP ))
+    [[ $1 == post ]] && POST_OFFSET=$(( POST_OFFSET + THREADS * POST_STRIDE ))
     return 0
 }
 
@@ -434,7 +446,7 @@ target_of() { # kind store rps p99_ms -> verdict
 bench_endpoint() { # store kind
     local store=$1 kind=$2 r line
     local -a rps=() p50=() p99=() cpu=() busy=()
-    local errors=0 requests=0
+    local errors=0 requests=0 capped=0
     echo "== $store $(label_of "$kind"): warm-up $WARMUP" >&2
     line=$(wrk_run "$kind" "$WARMUP")
     advance "$kind"
@@ -446,6 +458,10 @@ bench_endpoint() { # store kind
         local e=$(( $(field "$line" non200) + $(field "$line" socket_errors) ))
         errors=$(( errors + e ))
         requests=$(( requests + $(field "$line" requests) ))
+        if (( $(field "$line" requests) >= THREADS * PER_THREAD_CAP )); then
+            capped=1
+            echo "   run $r hit the cap of $MAX_REQUESTS requests: its req/s is underestimated" >&2
+        fi
         local v50 v90 v99 vmax
         v50=$(awk -v u="$(field "$line" p50_us)" 'BEGIN { printf "%.2f", u / 1000 }')
         v90=$(awk -v u="$(field "$line" p90_us)" 'BEGIN { printf "%.2f", u / 1000 }')
@@ -464,6 +480,7 @@ bench_endpoint() { # store kind
     mrps=$(median "${rps[@]}"); m50=$(median "${p50[@]}"); m99=$(median "${p99[@]}")
     mcpu=$(median "${cpu[@]}"); mbusy=$(median "${busy[@]}")
     verdict=$(target_of "$kind" "$store" "$mrps" "$m99")
+    (( capped )) && verdict="$verdict; capped by MAX_REQUESTS"
     if (( errors > 0 )); then
         INVALID=1
         verdict="INVALID ($errors errors)"

@@ -183,7 +183,10 @@ async fn sqlite_store_runs_in_wal_mode() {
     let t = TestServer::start(Backend::Sqlite).await;
     let url = t.db.url.clone();
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let mode: (String,) = sqlx::query_as("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap();
+    let mode: (String,) = sqlx::query_as("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(mode.0.to_lowercase(), "wal");
     conn.close().await.unwrap();
     t.stop().await;

@@ -21,7 +21,7 @@ const COLUMNS: &str = "b.binding_sid, b.account_sid, b.name, b.destination_did, 
      d.country_code, d.in_country_format, d.international_format";
 const FROM: &str = "bindings b LEFT JOIN dids d ON d.phonenumber = b.redirect_did";
 
-fn map(row: &AnyRow) -> Result<Binding> {
+pub(crate) fn map_row(row: &AnyRow) -> Result<Binding> {
     let redirect_did: String = row.try_get("redirect_did")?;
     let country: Option<String> = row.try_get("country_code")?;
     let redirect_did_info = match country {
@@ -249,7 +249,7 @@ impl Store {
         now: i64,
         q: &ListQuery,
     ) -> Result<Page<Binding>> {
-        self.run_list(&LIST, account_sid, now, q, map).await
+        self.run_list(&LIST, account_sid, now, q, map_row).await
     }
 
     /// Replaces the stored state of binding `sid` with `draft` (PATCH and
@@ -358,7 +358,7 @@ async fn fetch(
     .bind(sid)
     .fetch_optional(&mut *conn)
     .await?;
-    row.as_ref().map(map).transpose()
+    row.as_ref().map(map_row).transpose()
 }
 
 /// A live binding with the draft's destination, origination and (if given)
@@ -394,7 +394,7 @@ async fn find_same(
         q = q.bind(r.clone());
     }
     let row = q.fetch_optional(tx.conn()).await?;
-    row.as_ref().map(map).transpose()
+    row.as_ref().map(map_row).transpose()
 }
 
 /// The condition "a live binding `b` on DID `$3` blocks a binding for

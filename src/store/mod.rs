@@ -11,6 +11,7 @@
 
 pub mod accounts;
 pub mod bindings;
+pub mod calls;
 pub mod dialouts;
 pub mod dids;
 pub mod list;
