@@ -517,6 +517,11 @@ bench_store() { # store
     rm -f "$WORK"/bench.db*
 }
 
+# How busy the machine is before we load it: other work skews the figures.
+read -r b0 t0 <<<"$(machine_ticks)"; sleep 2; read -r b1 t1 <<<"$(machine_ticks)"
+IDLE_BUSY=$(awk -v a="$b0" -v b="$b1" -v ta="$t0" -v tb="$t1" 'BEGIN { if (tb > ta) printf "%.0f", (b - a) / (tb - ta) * 100; else print 0 }')
+echo "== machine busy before the benchmark: $IDLE_BUSY%" >&2
+
 for store in $STORES; do
     bench_store "$store"
 done
@@ -531,6 +536,8 @@ done
     echo "- data: $SEED_BINDINGS bindings seeded before the GET runs; POST runs add one binding per request" \
          "(distinct origination_did, explicit redirect_did)"
     echo "- database.max_connections: ${DB_MAX_CONNECTIONS:-server default}"
+    echo "- machine busy before the benchmark (2 s, no load of ours): $IDLE_BUSY%;" \
+         "\"machine busy\" below is all CPUs over a run: server + wrk + PostgreSQL + anything else"
     echo
     echo "| endpoint | store | req/s (median) | p50 ms | p99 ms | errors | server CPU | machine busy | target |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---|"

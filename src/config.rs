@@ -126,6 +126,19 @@ pub struct SipConfig {
     /// Networks (CIDR) allowed to send INVITEs; others get 403.
     #[serde(default = "default_trusted")]
     pub trusted: Vec<String>,
+    /// How long a B leg may ring before the call fails, in seconds.
+    #[serde(default = "default_ring_timeout")]
+    pub ring_timeout_secs: u64,
+    /// After SIGTERM, how long established calls may go on, in seconds.
+    #[serde(default = "default_drain")]
+    pub drain_secs: u64,
+}
+
+fn default_ring_timeout() -> u64 {
+    60
+}
+fn default_drain() -> u64 {
+    30
 }
 
 fn default_sip_listen() -> Vec<String> {
@@ -148,6 +161,8 @@ impl Default for SipConfig {
             advertised_host: default_localhost(),
             trunk: default_trunk(),
             trusted: default_trusted(),
+            ring_timeout_secs: default_ring_timeout(),
+            drain_secs: default_drain(),
         }
     }
 }
@@ -168,6 +183,13 @@ pub struct MediaConfig {
     /// Folder local audio paths may be read from; empty: URLs only.
     #[serde(default)]
     pub audio_dir: String,
+    /// Local address RTP sockets bind to.
+    #[serde(default = "default_bind_ip")]
+    pub bind_ip: String,
+}
+
+fn default_bind_ip() -> String {
+    "0.0.0.0".into()
 }
 
 fn default_rtp_ports() -> String {
@@ -181,6 +203,7 @@ impl Default for MediaConfig {
             rtp_ports: default_rtp_ports(),
             audio_fetch_allow: Vec::new(),
             audio_dir: String::new(),
+            bind_ip: default_bind_ip(),
         }
     }
 }
@@ -344,6 +367,18 @@ impl Config {
                     format!("`{}` is not an IP address", self.media.advertised_ip),
                 )
             })?;
+        self.media
+            .bind_ip
+            .parse::<std::net::IpAddr>()
+            .map_err(|_| {
+                invalid(
+                    "media.bind_ip",
+                    format!("`{}` is not an IP address", self.media.bind_ip),
+                )
+            })?;
+        if self.sip.ring_timeout_secs == 0 {
+            return Err(invalid("sip.ring_timeout_secs", "must be at least 1"));
+        }
         parse_port_range(&self.media.rtp_ports).map_err(|p| invalid("media.rtp_ports", p))?;
         for (i, net) in self.media.audio_fetch_allow.iter().enumerate() {
             parse_net(net).map_err(|p| invalid(format!("media.audio_fetch_allow[{i}]"), p))?;

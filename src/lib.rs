@@ -3,13 +3,19 @@
 //!
 //! Layout (see `docs/architecture.md`): `config` reads the TOML contract,
 //! `model` holds the API's types and rules, `store` persists them on SQLite
-//! or PostgreSQL, `api` serves `/mediator/v1`, `scheduler` runs housekeeping,
-//! `server` wires them together, `cli` is the command line.
+//! or PostgreSQL, `api` serves `/mediator/v1`; `sip` wraps rsipstack,
+//! `media` anchors RTP, `call` is call control, `routing` connects call
+//! control to the store; `scheduler` runs housekeeping, `server` wires them
+//! together, `cli` is the command line.
 
 pub mod api;
+pub mod call;
 pub mod cli;
 pub mod config;
+pub mod media;
 pub mod model;
+pub mod routing;
 pub mod scheduler;
 pub mod server;
+pub mod sip;
 pub mod store;

@@ -8,10 +8,18 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
 use crate::api::{self, AppState};
+use crate::call::SipHandle;
 use crate::config::{AccountSeed, Config};
+use crate::media::MediaConfig;
 use crate::model::phone::{self, PhoneNumber};
+use crate::routing::StoreRouter;
 use crate::scheduler;
+use crate::sip::SipConfig;
 use crate::store::Store;
 
 /// Opens the store named by the config and runs its migrations.
@@ -64,19 +72,52 @@ pub struct Running {
     pub api_addr: SocketAddr,
     /// The store it uses.
     pub store: Store,
+    sip: SipHandle,
+    sip_shutdown: CancellationToken,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops the listener and the tasks, waiting for requests in flight.
+    /// Calls in progress.
+    pub fn active_calls(&self) -> usize {
+        self.sip.active_calls()
+    }
+
+    /// Stops gracefully: new INVITEs get 503 while established calls go on
+    /// until they end or `sip.drain_secs` pass; then the REST listener and
+    /// the tasks stop, waiting for requests in flight.
     pub async fn shutdown(self) {
+        self.sip_shutdown.cancel();
+        self.sip.stopped().await;
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
         self.store.close().await;
     }
+}
+
+/// The SIP and media settings of call control, from the config contract.
+fn call_config(config: &Config) -> anyhow::Result<(SipConfig, MediaConfig)> {
+    let sip = SipConfig {
+        listen: config.sip.listen.clone(),
+        advertised_host: config.sip.advertised_host.clone(),
+        trunk: config.sip.trunk.clone(),
+        trusted: config.sip.trusted.clone(),
+        ring_timeout_secs: config.sip.ring_timeout_secs,
+        drain_secs: config.sip.drain_secs,
+    };
+    let media = MediaConfig {
+        advertised_ip: config.media.advertised_ip.clone(),
+        rtp_ports: config.media.rtp_ports.clone(),
+        bind_ip: config
+            .media
+            .bind_ip
+            .parse()
+            .with_context(|| format!("media.bind_ip = {}", config.media.bind_ip))?,
+    };
+    Ok((sip, media))
 }
 
 /// Starts everything the config asks for and returns once listening.
@@ -116,10 +157,33 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         Duration::from_secs(config.bindings.expiry_sweep_secs),
         rx,
     ));
-    tracing::info!(api = %api_addr, database = %redact(&config.database.url), "mediator started");
+    let (sip_config, media_config) = call_config(config)?;
+    let sip_shutdown = CancellationToken::new();
+    let sip = match crate::call::start(
+        sip_config,
+        media_config,
+        Arc::new(StoreRouter::new(store.clone())),
+        sip_shutdown.clone(),
+    )
+    .await
+    {
+        Ok(sip) => sip,
+        Err(e) => {
+            let _ = tx.send(true);
+            return Err(anyhow::Error::new(e).context("cannot start SIP"));
+        }
+    };
+    tracing::info!(
+        api = %api_addr,
+        sip = %config.sip.listen.join(","),
+        database = %redact(&config.database.url),
+        "mediator started"
+    );
     Ok(Running {
         api_addr,
         store,
+        sip,
+        sip_shutdown,
         shutdown: tx,
         tasks: vec![api_task, sweep],
     })

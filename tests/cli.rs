@@ -134,6 +134,10 @@ fn shipped_config_runs_with_environment_overrides_and_stops_on_sigterm() {
         .args(["serve"])
         .env("MEDIATOR_DATABASE_URL", &db)
         .env("MEDIATOR_API_LISTEN", "127.0.0.1:0")
+        .env(
+            "MEDIATOR_SIP_LISTEN",
+            r#"["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]"#,
+        )
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

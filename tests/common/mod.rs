@@ -141,6 +141,8 @@ pub fn test_config(db_url: &str, accounts: Vec<AccountSeed>) -> Config {
     let mut c =
         Config::from_toml("", "test", Vec::<(String, String)>::new()).expect("default config");
     c.api.listen = "127.0.0.1:0".into();
+    // SIP on an ephemeral loopback port so that tests can run side by side.
+    c.sip.listen = vec!["udp:127.0.0.1:0".into()];
     c.database.url = db_url.into();
     c.accounts = accounts;
     c

@@ -1,0 +1,700 @@
+//! The inbound binding call: A calls a redirect DID, we route it through
+//! the store and bridge it to the B leg at the trunk, anchoring the media.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rsipstack::sip::{Method, Request, Response, SipMessage, prelude::HeadersExt};
+use rsipstack::transaction::Transaction;
+use rsipstack::transaction::transaction::TransactionEvent;
+use rsipstack::transport::{SipAddr, SipConnection};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tracing::{debug, info, warn};
+
+use super::Ctx;
+use super::callerid::{Caller, caller_of, present};
+use super::legs::{BInvite, a_dialog, a_response, b_dialog, b_invite, cancel_for, map_b_failure};
+use super::registry::{CallEvent, CallGuard};
+use super::router::{CallRecord, CallRoute};
+use crate::media::MediaError;
+use crate::media::relay::{Relay, Side};
+use crate::media::sdp::{self, AudioLine, LegCodec, Origin, ParsedSdp};
+use crate::sip::dialog::{LegDialog, final_response, send_request};
+use crate::sip::message::{
+    call_id, code_of, max_forwards, new_call_id, new_tag, sdp_body, source_ip,
+};
+use crate::sip::number::uri_number;
+
+/// How long we keep waiting for B's final response after cancelling it
+/// (64*T1, RFC 3261 §9.1, §17.1.1.2).
+const CANCEL_WAIT: Duration = Duration::from_secs(32);
+
+/// Answers a request that gets no call with a final response, then keeps
+/// the transaction alive for retransmissions and the ACK.
+pub(crate) async fn reject(mut tx: Transaction, code: u16) {
+    let _ = tx
+        .reply_with(crate::sip::message::status(code), vec![], None)
+        .await;
+    drive(tx);
+}
+
+/// Runs a server transaction to its end (absorbs ACKs, retransmits).
+pub(crate) fn drive(mut tx: Transaction) {
+    tokio::spawn(async move { while tx.receive().await.is_some() {} });
+}
+
+/// Entry point for a new INVITE (no To tag).
+pub(crate) async fn handle_invite(ctx: Arc<Ctx>, mut tx: Transaction) {
+    let _ = tx.send_trying().await; // RFC 3261 §17.2.1: at once
+    let req = tx.original.clone();
+    if ctx.draining.load(Ordering::SeqCst) {
+        info!("shutting down: 503 to new INVITE");
+        return reject(tx, 503).await;
+    }
+    let trusted = source_ip(&req).is_some_and(|ip| ctx.cfg.is_trusted(ip));
+    if !trusted {
+        info!(src = ?source_ip(&req), "untrusted source: 403");
+        return reject(tx, 403).await;
+    }
+    let mf = max_forwards(&req).unwrap_or(70);
+    if mf == 0 {
+        return reject(tx, 483).await; // RFC 3261 §16.3 step 3
+    }
+    let ruri = req.uri.to_string();
+    let scheme_ok = ruri.split(':').next().is_some_and(|s| {
+        ["sip", "sips", "tel"]
+            .iter()
+            .any(|x| s.eq_ignore_ascii_case(x))
+    });
+    if !scheme_ok {
+        return reject(tx, 416).await; // RFC 3261 §8.2.2.1
+    }
+    let Some(redirect) = uri_number(&ruri) else {
+        return reject(tx, 404).await;
+    };
+    let (events_tx, events) = unbounded_channel();
+    let mut guard = ctx.registry.enter();
+    if let Some(cid) = call_id(&req) {
+        guard.add(&cid, Side::A, events_tx.clone());
+    }
+    let a_conn = tx.connection.clone();
+    let a_sender = tx.tu_sender.clone();
+    let ev = events_tx.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = tx.receive().await {
+            if let SipMessage::Request(r) = msg {
+                let e = match r.method {
+                    Method::Cancel => CallEvent::ACancel,
+                    Method::Ack => CallEvent::AAck,
+                    _ => continue,
+                };
+                let _ = ev.send(e);
+            }
+        }
+        let _ = ev.send(CallEvent::AGone);
+    });
+    let caller = caller_of(&req);
+    let mut call = InboundCall {
+        ctx,
+        a_tag: new_tag(),
+        invite: req,
+        a_sender,
+        a_conn,
+        events,
+        events_tx,
+        guard,
+        started: Utc::now(),
+        answered: None,
+        stopped: None,
+        route: None,
+        caller,
+        redirect,
+        a_final: None,
+        hangup: None,
+        max_forwards: mf - 1,
+        a_origin: Origin::new(),
+        b_origin: Origin::new(),
+        relay: None,
+        a_answer: None,
+        b_leg: None,
+        a_dialog: None,
+        a_acked: false,
+        a_offer: None,
+        b_sdp: None,
+    };
+    call.run().await;
+    call.record().await;
+}
+
+struct BLeg {
+    invite: Request,
+    conn: Option<SipConnection>,
+    dest: Option<SipAddr>,
+    provisional: bool,
+    cancel_pending: bool,
+    cancelled: bool,
+    dialog: Option<LegDialog>,
+    codec: Option<LegCodec>,
+}
+
+struct InboundCall {
+    ctx: Arc<Ctx>,
+    a_tag: String,
+    invite: Request,
+    a_sender: UnboundedSender<TransactionEvent>,
+    a_conn: Option<SipConnection>,
+    events: UnboundedReceiver<CallEvent>,
+    events_tx: UnboundedSender<CallEvent>,
+    guard: CallGuard,
+    started: DateTime<Utc>,
+    answered: Option<DateTime<Utc>>,
+    stopped: Option<DateTime<Utc>>,
+    route: Option<CallRoute>,
+    caller: Caller,
+    redirect: String,
+    a_final: Option<u16>,
+    hangup: Option<&'static str>,
+    max_forwards: u32,
+    a_origin: Origin,
+    b_origin: Origin,
+    relay: Option<Relay>,
+    a_answer: Option<String>,
+    b_leg: Option<BLeg>,
+    a_dialog: Option<LegDialog>,
+    a_acked: bool,
+    a_offer: Option<(ParsedSdp, AudioLine)>,
+    b_sdp: Option<String>,
+}
+
+/// What the event loop should do next.
+enum Flow {
+    Continue,
+    Done,
+}
+
+impl InboundCall {
+    fn respond_a(&mut self, code: u16, sdp: Option<String>) {
+        let resp = a_response(
+            &self.ctx.endpoint,
+            &self.ctx.cfg,
+            &self.invite,
+            &self.a_tag,
+            code,
+            sdp.as_deref(),
+        );
+        if code >= 200 && self.a_final.is_none() {
+            self.a_final = Some(code);
+            if code >= 300 {
+                self.stopped = Some(Utc::now());
+            }
+        }
+        let _ = self.a_sender.send(TransactionEvent::Respond(resp));
+    }
+
+    fn fail_a(&mut self, code: u16, side: &'static str) {
+        if self.a_final.is_none() {
+            self.respond_a(code, None);
+            self.hangup.get_or_insert(side);
+        }
+    }
+
+    async fn run(&mut self) {
+        // Media first: no G.711 in A's offer is 488 before a binding is claimed.
+        let Some(offer) = sdp_body(&self.invite, self.invite.body()) else {
+            info!("INVITE without SDP offer: 488");
+            return self.fail_a(488, "system");
+        };
+        let parsed = match sdp::parse(&offer) {
+            Ok(p) => p,
+            Err(e) => {
+                info!(error = %e, "bad SDP: 400");
+                return self.fail_a(400, "system");
+            }
+        };
+        let Some(a_audio) = parsed.audio.clone().filter(|a| !a.g711().is_empty()) else {
+            info!("no common codec: 488");
+            return self.fail_a(488, "system");
+        };
+
+        // Route, while watching for CANCEL.
+        let router = self.ctx.router.clone();
+        let redirect = self.redirect.clone();
+        let caller = self.caller.number.clone();
+        let route_fut = async move { router.route(&redirect, caller.as_deref()).await };
+        tokio::pin!(route_fut);
+        let route = loop {
+            tokio::select! {
+                r = &mut route_fut => break r,
+                ev = self.events.recv() => match ev {
+                    Some(CallEvent::ACancel) => return self.fail_a(487, "caller"),
+                    Some(CallEvent::AGone) | None => return,
+                    Some(CallEvent::Request(tx, _)) => self.early_request(*tx).await,
+                    Some(_) => {}
+                },
+            }
+        };
+        let route = match route {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                info!(did = %self.redirect, "no binding: 404");
+                return self.fail_a(404, "system");
+            }
+            Err(e) => {
+                warn!(error = %e, "router failed: 503");
+                return self.fail_a(503, "system");
+            }
+        };
+        self.route = Some(route.clone());
+
+        if let Err(e) = self.start_b(&route, &a_audio).await {
+            warn!(error = %e, "cannot start B leg: 503");
+            return self.fail_a(503, "system");
+        }
+        self.a_offer = Some((parsed, a_audio));
+        self.ringing().await;
+        if self.b_leg.as_ref().is_some_and(|b| b.dialog.is_some()) && self.a_final == Some(200) {
+            self.established().await;
+        }
+    }
+
+    /// Allocates media, builds and sends B's INVITE, and starts reading its
+    /// responses.
+    async fn start_b(
+        &mut self,
+        route: &CallRoute,
+        a_audio: &AudioLine,
+    ) -> Result<(), crate::sip::SipError> {
+        let ctx = self.ctx.clone();
+        let a_pair = ctx.pool.allocate().await?;
+        let b_pair = ctx.pool.allocate().await?;
+        let relay = Relay::start(a_pair, b_pair);
+        relay.set_remote(Side::A, a_audio.rtp_target(), a_audio.rtcp_target());
+        let offer = sdp::offer_for_b(
+            a_audio,
+            self.b_origin,
+            ctx.media.advertised_ip,
+            relay.port(Side::B),
+        )?;
+        let presented = present(route, &self.caller);
+        let cid = new_call_id(&ctx.cfg.advertised_host);
+        let tag = new_tag();
+        let req = b_invite(
+            &ctx.cfg,
+            &BInvite {
+                route,
+                presented: &presented,
+                max_forwards: self.max_forwards,
+                sdp: &offer,
+                call_id: &cid,
+                from_tag: &tag,
+            },
+        )?;
+        self.guard.add(&cid, Side::B, self.events_tx.clone());
+        let mut tx = send_request(&ctx.endpoint, req.clone(), None, None).await?;
+        let (conn, dest) = (tx.connection.clone(), tx.destination.clone());
+        let ev = self.events_tx.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = tx.receive().await {
+                if let SipMessage::Response(r) = msg {
+                    let _ = ev.send(CallEvent::BResponse(r));
+                }
+            }
+            let _ = ev.send(CallEvent::BGone);
+        });
+        info!(call_id = %cid, to = %route.destination_did, binding = %route.binding_sid, "B leg INVITE sent");
+        self.relay = Some(relay);
+        self.b_sdp = Some(offer);
+        self.b_leg = Some(BLeg {
+            invite: req,
+            conn,
+            dest,
+            provisional: false,
+            cancel_pending: false,
+            cancelled: false,
+            dialog: None,
+            codec: None,
+        });
+        Ok(())
+    }
+
+    /// Cancels the B leg now, or as soon as it sent a provisional response
+    /// (a CANCEL before any provisional is forbidden, RFC 3261 §9.1).
+    fn cancel_b(&mut self) {
+        let ep = self.ctx.endpoint.clone();
+        let Some(b) = self.b_leg.as_mut() else { return };
+        if b.cancelled || b.dialog.is_some() {
+            return;
+        }
+        if !b.provisional {
+            b.cancel_pending = true;
+            return;
+        }
+        b.cancel_pending = false;
+        b.cancelled = true;
+        let cancel = cancel_for(&b.invite);
+        let (conn, dest) = (b.conn.clone(), b.dest.clone());
+        tokio::spawn(async move {
+            match send_request(&ep, cancel, conn, dest).await {
+                Ok(mut tx) => {
+                    let r = final_response(&mut tx).await;
+                    debug!(status = ?r.map(|r| code_of(&r)), "CANCEL answered");
+                }
+                Err(e) => warn!(error = %e, "CANCEL not sent"),
+            }
+        });
+    }
+
+    /// Sends BYE on a leg in the background.
+    fn bye(&self, dialog: Option<LegDialog>) {
+        let Some(mut d) = dialog else { return };
+        let ep = self.ctx.endpoint.clone();
+        tokio::spawn(async move {
+            match d.bye(&ep).await {
+                Ok(code) => debug!(call_id = %d.call_id, ?code, "BYE answered"),
+                Err(e) => warn!(call_id = %d.call_id, error = %e, "BYE failed"),
+            }
+        });
+    }
+
+    /// Applies B's SDP (answer) to the relay, and fixes A's answer the
+    /// first time.
+    fn on_b_sdp(&mut self, body: &str) -> Result<(), MediaError> {
+        let parsed = sdp::parse(body)?;
+        let audio = parsed.audio.ok_or(MediaError::NoCommonCodec)?;
+        let b_codec = sdp::answer_codec(&audio)?;
+        let (Some(relay), Some((offer, a_audio))) = (self.relay.as_ref(), self.a_offer.as_ref())
+        else {
+            return Err(MediaError::NoCommonCodec);
+        };
+        if self.a_answer.is_none() {
+            let a_codec = sdp::choose_for_a(a_audio, &b_codec)?;
+            relay.set_codec(Side::A, a_codec);
+            self.a_answer = Some(sdp::answer_for(
+                offer,
+                a_audio,
+                &a_codec,
+                self.a_origin,
+                self.ctx.media.advertised_ip,
+                relay.port(Side::A),
+            ));
+        }
+        relay.set_remote(Side::B, audio.rtp_target(), audio.rtcp_target());
+        relay.set_codec(Side::B, b_codec);
+        if let Some(b) = self.b_leg.as_mut() {
+            b.codec = Some(b_codec);
+        }
+        Ok(())
+    }
+
+    /// Handles a response on the B leg while it is being set up.
+    async fn on_b_response(&mut self, r: Response) -> Flow {
+        let code = code_of(&r);
+        let Some(b) = self.b_leg.as_mut() else {
+            return Flow::Done;
+        };
+        if code < 200 {
+            b.provisional = true;
+            if b.cancel_pending {
+                self.cancel_b();
+                return Flow::Continue;
+            }
+            if code == 100 || b.cancelled || self.a_final.is_some() {
+                return Flow::Continue;
+            }
+            let mut a_sdp = None;
+            if let Some(s) = sdp_body(&r, r.body()) {
+                match self.on_b_sdp(&s) {
+                    Ok(()) => a_sdp = self.a_answer.clone(),
+                    Err(e) => debug!(error = %e, "early SDP from B not usable"),
+                }
+            }
+            // 180/183 relayed; 183 carries our SDP, never B's.
+            let code = if code == 181 || code == 182 {
+                180
+            } else {
+                code
+            };
+            self.respond_a(code, a_sdp);
+            return Flow::Continue;
+        }
+        if code < 300 {
+            if b.dialog.is_some() {
+                return Flow::Continue; // retransmission (re-ACKed by the stack)
+            }
+            let Some(conn) = b.conn.clone().or_else(|| None) else {
+                warn!("B answered but we have no connection to it");
+                self.fail_a(500, "system");
+                return Flow::Done;
+            };
+            let dialog = b_dialog(&self.ctx.cfg, &b.invite, &r, conn, b.dest.clone());
+            b.dialog = dialog.clone();
+            if b.cancelled || b.cancel_pending || self.a_final.is_some() {
+                // A is gone (CANCEL crossed the 200): end B (RFC 3261 §15).
+                self.bye(dialog);
+                return Flow::Done;
+            }
+            let sdp_ok = match sdp_body(&r, r.body()) {
+                Some(s) => self.on_b_sdp(&s).is_ok(),
+                None => self.a_answer.is_some(),
+            };
+            if !sdp_ok || dialog.is_none() {
+                self.bye(dialog);
+                self.fail_a(488, "system");
+                return Flow::Done;
+            }
+            self.answered = Some(Utc::now());
+            self.respond_a(200, self.a_answer.clone());
+            if let Some(conn) = self.a_conn.clone() {
+                self.a_dialog = a_dialog(&self.ctx.cfg, &self.invite, &self.a_tag, conn);
+            }
+            info!("call answered");
+            return Flow::Done;
+        }
+        info!(status = code, "B leg failed");
+        self.fail_a(map_b_failure(code), "callee");
+        Flow::Done
+    }
+
+    /// A request inside a dialog of a call that is not established yet.
+    async fn early_request(&mut self, mut tx: Transaction) {
+        let method = tx.original.method;
+        let code = match method {
+            Method::Bye => 200,
+            Method::Options | Method::Info => 200,
+            Method::Invite | Method::Update => 491,
+            _ => 501,
+        };
+        let _ = tx.reply(crate::sip::message::status(code)).await;
+        drive(tx);
+        if method == Method::Bye {
+            self.fail_a(487, "caller");
+            self.cancel_b();
+        }
+    }
+
+    /// From B INVITE sent until B answered or the attempt ended.
+    async fn ringing(&mut self) {
+        let ctx = self.ctx.clone();
+        let ring = tokio::time::sleep(ctx.cfg.ring_timeout);
+        tokio::pin!(ring);
+        let mut give_up_at: Option<tokio::time::Instant> = None;
+        loop {
+            let b_done_wait = async {
+                match give_up_at {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut ring, if self.a_final.is_none() => {
+                    let code = if self.b_leg.as_ref().is_some_and(|b| b.provisional) { 480 } else { 408 };
+                    info!(status = code, "ring timeout");
+                    self.fail_a(code, "system");
+                    self.cancel_b();
+                }
+                _ = ctx.hangup_all.cancelled(), if self.a_final.is_none() => {
+                    self.fail_a(503, "system");
+                    self.cancel_b();
+                }
+                _ = b_done_wait => {
+                    warn!("B leg never answered our CANCEL; giving up");
+                    return;
+                }
+                ev = self.events.recv() => match ev {
+                    None => return,
+                    Some(CallEvent::ACancel) => {
+                        info!("caller cancelled");
+                        self.fail_a(487, "caller");
+                        self.cancel_b();
+                    }
+                    Some(CallEvent::AAck) | Some(CallEvent::AGone) => {}
+                    Some(CallEvent::BResponse(r)) => {
+                        if let Flow::Done = self.on_b_response(r).await {
+                            return;
+                        }
+                    }
+                    Some(CallEvent::BGone) => {
+                        self.fail_a(408, "system");
+                        return;
+                    }
+                    Some(CallEvent::Request(tx, _)) => self.early_request(*tx).await,
+                },
+            }
+            if self.a_final.is_some() && give_up_at.is_none() {
+                give_up_at = Some(tokio::time::Instant::now() + CANCEL_WAIT);
+            }
+        }
+    }
+
+    /// Answers a re-INVITE or UPDATE on `side`: media keeps flowing through
+    /// the same ports; the peer's new address is applied (RFC 3264 §8.3.1)
+    /// and our description for that leg is repeated.
+    async fn reoffer(&mut self, mut tx: Transaction, side: Side) {
+        let req = tx.original.clone();
+        let ours = match side {
+            Side::A => self.a_answer.clone(),
+            Side::B => self.b_sdp.clone(),
+        };
+        let mut code = 200;
+        let mut body = ours;
+        if let Some(s) = sdp_body(&req, req.body()) {
+            match sdp::parse(&s) {
+                Ok(p) => match (p.audio.as_ref(), self.relay.as_ref()) {
+                    (Some(audio), Some(relay)) => {
+                        let current = match side {
+                            Side::A => self.a_offer.as_ref().and_then(|(_, a)| {
+                                self.b_leg
+                                    .as_ref()
+                                    .and_then(|b| b.codec)
+                                    .and_then(|bc| sdp::choose_for_a(a, &bc).ok())
+                            }),
+                            Side::B => self.b_leg.as_ref().and_then(|b| b.codec),
+                        };
+                        let chosen = current.and_then(|c| {
+                            audio
+                                .g711()
+                                .into_iter()
+                                .find(|(_, law)| *law == c.codec)
+                                .map(|(pt, codec)| LegCodec {
+                                    codec,
+                                    pt,
+                                    te_pt: c.te_pt.and(audio.te_pt()),
+                                })
+                        });
+                        match chosen {
+                            Some(c) => {
+                                relay.set_remote(side, audio.rtp_target(), audio.rtcp_target());
+                                relay.set_codec(side, c);
+                                let origin = match side {
+                                    Side::A => self.a_origin,
+                                    Side::B => self.b_origin,
+                                };
+                                body = Some(sdp::answer_for(
+                                    &p,
+                                    audio,
+                                    &c,
+                                    origin,
+                                    self.ctx.media.advertised_ip,
+                                    relay.port(side),
+                                ));
+                            }
+                            None => code = 488,
+                        }
+                    }
+                    _ => code = 488,
+                },
+                Err(_) => code = 400,
+            }
+        }
+        let tag = crate::sip::message::tag_of(
+            &req.to_header()
+                .map(|t| t.value().to_string())
+                .unwrap_or_default(),
+        )
+        .unwrap_or_default();
+        let resp = a_response(
+            &self.ctx.endpoint,
+            &self.ctx.cfg,
+            &req,
+            &tag,
+            code,
+            if code == 200 { body.as_deref() } else { None },
+        );
+        let _ = tx.respond(resp).await;
+        drive(tx);
+    }
+
+    /// From the 200 to A until either side hangs up.
+    async fn established(&mut self) {
+        let ctx = self.ctx.clone();
+        let drain = ctx.hangup_all.clone();
+        loop {
+            tokio::select! {
+                _ = drain.cancelled() => {
+                    info!("drain time over: hanging up");
+                    self.hangup.get_or_insert("system");
+                    self.bye(self.a_dialog.clone());
+                    self.bye(self.b_leg.as_ref().and_then(|b| b.dialog.clone()));
+                    break;
+                }
+                ev = self.events.recv() => match ev {
+                    None => break,
+                    Some(CallEvent::AAck) => self.a_acked = true,
+                    Some(CallEvent::AGone) => {
+                        if !self.a_acked {
+                            // No ACK within 64*T1 (RFC 3261 §13.3.1.4): end the call.
+                            warn!("A never ACKed our 200");
+                            self.hangup.get_or_insert("system");
+                            self.bye(self.a_dialog.clone());
+                            self.bye(self.b_leg.as_ref().and_then(|b| b.dialog.clone()));
+                            break;
+                        }
+                    }
+                    Some(CallEvent::ACancel) | Some(CallEvent::BResponse(_)) | Some(CallEvent::BGone) => {}
+                    Some(CallEvent::Request(tx, side)) => {
+                        let mut tx = *tx;
+                        match tx.original.method {
+                            Method::Bye => {
+                                let _ = tx.reply(crate::sip::message::status(200)).await;
+                                let (who, other) = match side {
+                                    Side::A => ("caller", self.b_leg.as_ref().and_then(|b| b.dialog.clone())),
+                                    Side::B => ("callee", self.a_dialog.clone()),
+                                };
+                                info!(side = who, "hang up");
+                                self.hangup.get_or_insert(who);
+                                self.bye(other);
+                                break;
+                            }
+                            Method::Invite | Method::Update => self.reoffer(tx, side).await,
+                            Method::Options | Method::Info => {
+                                let _ = tx.reply(crate::sip::message::status(200)).await;
+                            }
+                            _ => {
+                                let _ = tx.reply(crate::sip::message::status(501)).await;
+                            }
+                        }
+                    }
+                },
+            }
+        }
+        self.stopped = Some(Utc::now());
+    }
+
+    /// Hands the call record to the router.
+    async fn record(&mut self) {
+        let stop = self.stopped.unwrap_or_else(Utc::now);
+        let duration = self
+            .answered
+            .map(|a| (stop - a).num_seconds().max(0))
+            .unwrap_or(0);
+        if let Some(relay) = &self.relay {
+            info!(
+                rtp_from_a = relay.received(Side::A),
+                rtp_from_b = relay.received(Side::B),
+                "media totals"
+            );
+        }
+        self.relay = None; // ports back to the pool
+        let record = CallRecord {
+            binding_sid: self.route.as_ref().map(|r| r.binding_sid.clone()),
+            number_src: self.caller.number.clone().unwrap_or_default(),
+            number_dst: self
+                .route
+                .as_ref()
+                .map(|r| r.destination_did.clone())
+                .unwrap_or_default(),
+            number_redirect: self.redirect.clone(),
+            date_start: self.started,
+            date_answer: self.answered,
+            date_stop: stop,
+            duration_secs: duration,
+            sip_status: self.a_final.unwrap_or(500),
+            hangup_side: self.hangup.map(str::to_string),
+        };
+        if let Err(e) = self.ctx.router.record_call(record).await {
+            warn!(error = %e, "call record not stored");
+        }
+    }
+}

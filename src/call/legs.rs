@@ -1,0 +1,308 @@
+//! Building the messages of each leg: responses to A, the B leg's INVITE
+//! and CANCEL, and the dialogs used for BYE.
+//!
+//! Topology hiding: nothing of A's Via, Contact, Record-Route, Call-ID or
+//! tags is copied to the B leg, and nothing of B's to A.
+
+use rsipstack::sip::{Header, Method, Request, Response, Uri, Version, prelude::HeadersExt};
+use rsipstack::transaction::endpoint::EndpointInner;
+use rsipstack::transport::{SipAddr, SipConnection};
+
+use super::callerid::Presented;
+use super::router::CallRoute;
+use crate::sip::SipError;
+use crate::sip::config::{Proto, Trunk, ValidSipConfig};
+use crate::sip::dialog::LegDialog;
+use crate::sip::display::name_addr;
+use crate::sip::message::{
+    contact_uri, header_value, our_via, record_route, safe_header, set_to, status, to_with_tag,
+    via_proto,
+};
+use crate::sip::number::value_uri;
+
+/// Methods we answer, for `Allow` (RFC 3261 §20.5).
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+
+/// Our Contact for a leg using `proto` (RFC 3261 §8.1.1.8: reachable, our
+/// advertised address, never a bind address).
+pub fn our_contact(cfg: &ValidSipConfig, proto: Proto) -> String {
+    let port = cfg.port_for(proto).unwrap_or(5060);
+    format!(
+        "<sip:{}:{};transport={}>",
+        cfg.advertised_host,
+        port,
+        proto.uri_param()
+    )
+}
+
+/// A response to A's INVITE (or to an in-dialog request from A) with our
+/// To tag; 1xx/2xx carry our Contact and the request's Record-Route
+/// (RFC 3261 §12.1.1).
+pub fn a_response(
+    ep: &EndpointInner,
+    cfg: &ValidSipConfig,
+    req: &Request,
+    a_tag: &str,
+    code: u16,
+    sdp: Option<&str>,
+) -> Response {
+    let body = sdp.map(|s| s.as_bytes().to_vec());
+    let mut resp = ep.make_response(req, status(code), body);
+    set_to(&mut resp, &to_with_tag(req, a_tag));
+    if (101..300).contains(&code) {
+        resp.headers
+            .push(Header::Contact(our_contact(cfg, via_proto(req)).into()));
+        for rr in record_route(req) {
+            resp.headers.push(Header::RecordRoute(rr.into()));
+        }
+    }
+    if sdp.is_some() {
+        resp.headers
+            .push(Header::ContentType("application/sdp".into()));
+    }
+    resp.headers.push(Header::Allow(ALLOW.into()));
+    resp
+}
+
+/// Parameters of the B leg's INVITE.
+pub struct BInvite<'a> {
+    /// Route from the store.
+    pub route: &'a CallRoute,
+    /// Presented identity.
+    pub presented: &'a Presented,
+    /// Max-Forwards to send (A's value minus one, RFC 7332 §3).
+    pub max_forwards: u32,
+    /// Our SDP offer to B.
+    pub sdp: &'a str,
+    /// Fresh Call-ID.
+    pub call_id: &'a str,
+    /// Fresh From tag.
+    pub from_tag: &'a str,
+}
+
+/// The From value (with tag) we present on the B leg.
+pub fn b_from(cfg: &ValidSipConfig, p: &Presented, tag: &str) -> String {
+    let uri = match &p.from_user {
+        Some(user) => format!("sip:{}@{}", user, cfg.advertised_host),
+        None => "sip:anonymous@anonymous.invalid".to_string(),
+    };
+    format!("{};tag={}", name_addr(p.display.as_deref(), &uri), tag)
+}
+
+fn trunk_uri(t: &Trunk, user: &str) -> String {
+    let transport = match t.proto {
+        Proto::Udp => String::new(),
+        Proto::Tcp => ";transport=tcp".into(),
+    };
+    format!("sip:{}@{}:{}{}", user, t.host, t.port, transport)
+}
+
+/// Builds the B leg's INVITE to the trunk (RFC 3261 §8.1.1).
+pub fn b_invite(cfg: &ValidSipConfig, b: &BInvite<'_>) -> Result<Request, SipError> {
+    let t = &cfg.trunk;
+    let port = cfg.port_for(t.proto).unwrap_or(5060);
+    let ruri = trunk_uri(t, &b.route.destination_did);
+    let uri = Uri::try_from(ruri.as_str()).map_err(|e| SipError::Malformed(e.to_string()))?;
+    let to = format!("<sip:{}@{}:{}>", b.route.destination_did, t.host, t.port);
+    let mut headers: Vec<Header> = vec![
+        Header::Via(our_via(t.proto, &cfg.advertised_host, port).into()),
+        Header::MaxForwards(b.max_forwards.to_string().into()),
+        Header::From(b_from(cfg, b.presented, b.from_tag).into()),
+        Header::To(to.into()),
+        Header::CallId(b.call_id.into()),
+        Header::CSeq("1 INVITE".into()),
+        Header::Contact(our_contact(cfg, t.proto).into()),
+    ];
+    if let Some(n) = &b.presented.pai {
+        let uri = format!("sip:{}@{}", n, cfg.advertised_host);
+        headers.push(Header::PAssertedIdentity(
+            name_addr(b.presented.display.as_deref(), &uri).into(),
+        ));
+    }
+    if b.presented.privacy {
+        headers.push(Header::Privacy("id".into()));
+    }
+    headers.push(Header::Allow(ALLOW.into()));
+    headers.push(Header::UserAgent(crate::sip::endpoint::USER_AGENT.into()));
+    for (name, value) in &b.route.sip_headers {
+        if name.len() > 2 && name[..2].eq_ignore_ascii_case("X-") {
+            if let Some(h) = safe_header(name, value) {
+                headers.push(h);
+            }
+        }
+    }
+    headers.push(Header::ContentType("application/sdp".into()));
+    Ok(Request {
+        method: Method::Invite,
+        uri,
+        headers: headers.into(),
+        body: b.sdp.as_bytes().to_vec(),
+        version: Version::V2,
+    })
+}
+
+/// The CANCEL for a client INVITE (RFC 3261 §9.1): same Request-URI,
+/// Call-ID, From, To, CSeq number and top Via.
+pub fn cancel_for(invite: &Request) -> Request {
+    let mut headers = Vec::new();
+    let mut via_done = false;
+    for h in invite.headers.iter() {
+        match h {
+            Header::Via(_) if !via_done => {
+                via_done = true;
+                headers.push(h.clone());
+            }
+            Header::CallId(_)
+            | Header::From(_)
+            | Header::To(_)
+            | Header::Route(_)
+            | Header::MaxForwards(_) => headers.push(h.clone()),
+            Header::CSeq(c) => {
+                let seq = c.value().split_whitespace().next().unwrap_or("1");
+                headers.push(Header::CSeq(format!("{seq} CANCEL").into()));
+            }
+            _ => {}
+        }
+    }
+    Request {
+        method: Method::Cancel,
+        uri: invite.uri.clone(),
+        headers: headers.into(),
+        body: vec![],
+        version: Version::V2,
+    }
+}
+
+fn ip_addr_of(uri: &str, proto: Proto) -> Option<SipAddr> {
+    let u = Uri::try_from(uri).ok()?;
+    let ip: std::net::IpAddr = u
+        .host_with_port
+        .host
+        .to_string()
+        .trim_matches(['[', ']'])
+        .parse()
+        .ok()?;
+    let port = u.host_with_port.port.map(|p| u16::from(p)).unwrap_or(5060);
+    let mut a = SipAddr::from(std::net::SocketAddr::new(ip, port));
+    a.r#type = Some(match proto {
+        Proto::Udp => rsipstack::sip::Transport::Udp,
+        Proto::Tcp => rsipstack::sip::Transport::Tcp,
+    });
+    Some(a)
+}
+
+/// A's dialog after we answered it: we are the UAS (RFC 3261 §12.1.1).
+/// BYEs go over the connection the INVITE came on; over UDP to the first
+/// Route, else the Contact when it is an IP address, else the INVITE's source.
+pub fn a_dialog(
+    cfg: &ValidSipConfig,
+    invite: &Request,
+    a_tag: &str,
+    connection: SipConnection,
+) -> Option<LegDialog> {
+    let proto = via_proto(invite);
+    let remote = invite.from_header().ok()?.value().to_string();
+    let target = contact_uri(invite).or_else(|| value_uri(&remote).map(str::to_string))?;
+    let route_set = record_route(invite);
+    let destination = if connection.is_reliable() {
+        connection.get_remote_addr().cloned()
+    } else {
+        route_set
+            .first()
+            .and_then(|r| value_uri(r))
+            .and_then(|u| ip_addr_of(u, proto))
+            .or_else(|| ip_addr_of(&target, proto))
+            .or_else(|| {
+                let via = invite.via_header().ok()?;
+                let (_, hp) = SipConnection::parse_target_from_via(via).ok()?;
+                Some(SipAddr::from(hp))
+            })
+    };
+    Some(LegDialog {
+        call_id: header_value(invite, "Call-ID")?,
+        local: to_with_tag(invite, a_tag),
+        remote,
+        remote_target: target,
+        route_set,
+        local_cseq: 0,
+        proto,
+        via_host: cfg.advertised_host.clone(),
+        via_port: cfg.port_for(proto).unwrap_or(5060),
+        connection,
+        destination,
+    })
+}
+
+/// B's dialog from its 2xx: we are the UAC (RFC 3261 §12.1.2, route set =
+/// Record-Route reversed). In-dialog requests are sent to the trunk, which
+/// acts as our outbound proxy (RFC 3261 §8.1.2), so a private Contact in the
+/// 2xx cannot strand our BYE.
+pub fn b_dialog(
+    cfg: &ValidSipConfig,
+    invite: &Request,
+    ok: &Response,
+    connection: SipConnection,
+    destination: Option<SipAddr>,
+) -> Option<LegDialog> {
+    let mut route_set = record_route(ok);
+    route_set.reverse();
+    let proto = cfg.trunk.proto;
+    Some(LegDialog {
+        call_id: header_value(invite, "Call-ID")?,
+        local: invite.from_header().ok()?.value().to_string(),
+        remote: ok.to_header().ok()?.value().to_string(),
+        remote_target: contact_uri(ok).unwrap_or_else(|| invite.uri.to_string()),
+        route_set,
+        local_cseq: 1,
+        proto,
+        via_host: cfg.advertised_host.clone(),
+        via_port: cfg.port_for(proto).unwrap_or(5060),
+        connection,
+        destination,
+    })
+}
+
+/// The final response A gets for B's final failure `code`: never a 3xx
+/// (its Contact would leak), auth challenges become 503.
+pub fn map_b_failure(code: u16) -> u16 {
+    match code {
+        300..=399 => 480,
+        401 | 407 => 503,
+        600 => 486,
+        604 => 404,
+        606 => 488,
+        400..=699 => code,
+        _ => 500,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_mapping() {
+        assert_eq!(map_b_failure(486), 486);
+        assert_eq!(map_b_failure(302), 480);
+        assert_eq!(map_b_failure(407), 503);
+        assert_eq!(map_b_failure(600), 486);
+    }
+
+    #[test]
+    fn cancel_copies_the_right_headers() {
+        let raw = "INVITE sip:200@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKabc\r\n\
+Max-Forwards: 69\r\nFrom: <sip:300@h>;tag=t\r\nTo: <sip:200@h>\r\nCall-ID: c1\r\nCSeq: 7 INVITE\r\n\
+Contact: <sip:h>\r\nX-Foo: 1\r\nContent-Length: 0\r\n\r\n";
+        let inv = Request::try_from(raw).expect("parse");
+        let c = cancel_for(&inv);
+        let s = c.to_string();
+        assert!(
+            s.starts_with("CANCEL sip:200@127.0.0.1:5080 SIP/2.0"),
+            "{s}"
+        );
+        assert!(s.contains("CSeq: 7 CANCEL"));
+        assert!(s.contains("branch=z9hG4bKabc"));
+        assert!(!s.contains("X-Foo"));
+        assert!(!s.contains("Contact"));
+    }
+}

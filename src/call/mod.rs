@@ -1,0 +1,203 @@
+//! Call control: admission, routing through the [`router::CallRouter`],
+//! the two legs of a binding call, and the server's life cycle
+//! ([`start`], graceful shutdown).
+
+pub mod callerid;
+pub mod legs;
+pub mod router;
+
+mod binding;
+mod registry;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rsipstack::sip::{Header, Method, prelude::HeadersExt};
+use rsipstack::transaction::endpoint::EndpointInnerRef;
+use rsipstack::transaction::{Transaction, TransactionReceiver};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::media::MediaConfig;
+use crate::media::config::ValidMediaConfig;
+use crate::media::ports::PortPool;
+use crate::media::relay::Side;
+use crate::sip::config::ValidSipConfig;
+use crate::sip::message::call_id;
+use crate::sip::{SipConfig, SipError};
+use registry::{CallEvent, Registry};
+use router::CallRouter;
+
+/// Everything a call task needs.
+pub(crate) struct Ctx {
+    pub cfg: ValidSipConfig,
+    pub media: ValidMediaConfig,
+    pub pool: Arc<PortPool>,
+    pub router: Arc<dyn CallRouter>,
+    pub endpoint: EndpointInnerRef,
+    pub registry: Arc<Registry>,
+    /// Set on the shutdown signal: new INVITEs get 503.
+    pub draining: AtomicBool,
+    /// Cancelled when the drain time is over: every call hangs up.
+    pub hangup_all: CancellationToken,
+}
+
+/// A running SIP core.
+pub struct SipHandle {
+    ctx: Arc<Ctx>,
+    done: JoinHandle<()>,
+}
+
+impl SipHandle {
+    /// Calls in progress (ringing or established).
+    pub fn active_calls(&self) -> usize {
+        self.ctx.registry.active()
+    }
+
+    /// RTP port pairs in use.
+    pub fn rtp_pairs_in_use(&self) -> usize {
+        self.ctx.pool.in_use()
+    }
+
+    /// Waits until the core has stopped: after the shutdown signal, when
+    /// every call has ended or the drain time has passed.
+    pub async fn stopped(self) {
+        let _ = self.done.await;
+    }
+}
+
+/// Starts the SIP core: binds the listeners of `sip`, serves INVITEs
+/// routed by `router`, anchors media per `media`. Cancelling `shutdown`
+/// starts a graceful stop (new INVITEs get 503, established calls get
+/// `sip.drain_secs` to end); [`SipHandle::stopped`] waits for it.
+pub async fn start(
+    sip: SipConfig,
+    media: MediaConfig,
+    router: Arc<dyn CallRouter>,
+    shutdown: CancellationToken,
+) -> Result<SipHandle, SipError> {
+    let cfg = sip.validate()?;
+    let media = media.validate()?;
+    let stack_cancel = CancellationToken::new();
+    let endpoint = crate::sip::endpoint::build_endpoint(&cfg, stack_cancel.clone()).await?;
+    // Calls can outlast rsipstack's 5-minute idle timeout for TCP; the
+    // call, not the stack, decides when a connection is done.
+    endpoint
+        .inner
+        .transport_layer
+        .set_stream_idle_timeout(Duration::ZERO);
+    let incoming = endpoint.incoming_transactions()?;
+    let ctx = Arc::new(Ctx {
+        pool: PortPool::new(media.low, media.high, media.bind_ip),
+        cfg,
+        media,
+        router,
+        endpoint: endpoint.inner.clone(),
+        registry: Arc::new(Registry::default()),
+        draining: AtomicBool::new(false),
+        hangup_all: CancellationToken::new(),
+    });
+    let serve = tokio::spawn(async move { endpoint.serve().await });
+    let dispatcher = tokio::spawn(dispatch(ctx.clone(), incoming));
+    let done = tokio::spawn(supervise(
+        ctx.clone(),
+        shutdown,
+        stack_cancel,
+        serve,
+        dispatcher,
+    ));
+    info!(listen = ?ctx.cfg.listen, trunk = ?ctx.cfg.trunk, "SIP core started");
+    Ok(SipHandle { ctx, done })
+}
+
+async fn supervise(
+    ctx: Arc<Ctx>,
+    shutdown: CancellationToken,
+    stack_cancel: CancellationToken,
+    serve: JoinHandle<()>,
+    dispatcher: JoinHandle<()>,
+) {
+    shutdown.cancelled().await;
+    ctx.draining.store(true, Ordering::SeqCst);
+    info!(active = ctx.registry.active(), drain = ?ctx.cfg.drain, "draining");
+    let deadline = tokio::time::Instant::now() + ctx.cfg.drain;
+    while ctx.registry.active() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ctx.hangup_all.cancel();
+    // Bounded: give hang-ups a moment to reach the peers.
+    let grace = tokio::time::Instant::now() + Duration::from_secs(5);
+    while ctx.registry.active() > 0 && tokio::time::Instant::now() < grace {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stack_cancel.cancel();
+    dispatcher.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(2), serve).await;
+    info!("SIP core stopped");
+}
+
+fn has_to_tag(tx: &Transaction) -> bool {
+    tx.original
+        .to_header()
+        .ok()
+        .and_then(|t| t.tag().ok().flatten())
+        .is_some()
+}
+
+async fn reply(mut tx: Transaction, code: u16, allow: bool) {
+    let headers = if allow {
+        vec![Header::Allow(legs::ALLOW.into())]
+    } else {
+        vec![]
+    };
+    let _ = tx
+        .reply_with(crate::sip::message::status(code), headers, None)
+        .await;
+}
+
+/// Hands each new server transaction to its call, or answers it.
+async fn dispatch(ctx: Arc<Ctx>, mut incoming: TransactionReceiver) {
+    while let Some(tx) = incoming.recv().await {
+        let method = tx.original.method;
+        debug!(%method, "incoming request");
+        let in_dialog = has_to_tag(&tx);
+        match method {
+            Method::Invite if !in_dialog => {
+                tokio::spawn(binding::handle_invite(ctx.clone(), tx));
+            }
+            Method::Options if !in_dialog => {
+                tokio::spawn(reply(tx, 200, true));
+            }
+            _ if in_dialog => {
+                let found = call_id(&tx.original).and_then(|cid| ctx.registry.lookup(&cid));
+                match found {
+                    Some((sender, side)) => {
+                        if let Err(e) = sender.send(CallEvent::Request(Box::new(tx), side)) {
+                            if let CallEvent::Request(tx, _) = e.0 {
+                                tokio::spawn(reply(*tx, 481, false));
+                            }
+                        }
+                    }
+                    None => {
+                        // RFC 3261 §12.2.2: no such dialog.
+                        tokio::spawn(reply(tx, 481, false));
+                    }
+                }
+            }
+            Method::Bye => {
+                tokio::spawn(reply(tx, 481, false));
+            }
+            _ => {
+                tokio::spawn(reply(tx, 405, true));
+            }
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _side_is_used(s: Side) -> Side {
+    s
+}

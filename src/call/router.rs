@@ -1,0 +1,281 @@
+//! The one coupling between call control and the store: [`CallRouter`].
+//! [`StaticRouter`] is an in-memory implementation for tests and the thin
+//! binary.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Deserialize;
+
+/// What a binding tells call control to do with an inbound call.
+#[derive(Debug, Clone)]
+pub struct CallRoute {
+    pub binding_sid: String,
+    pub redirect_did: String,    // E.164 digits, no '+'
+    pub destination_did: String, // E.164 digits, no '+'
+    pub hide_origination_did: bool,
+    pub fix_anonymous_cid: bool,
+    pub cnam: Option<String>,
+    pub sip_headers: Vec<(String, String)>, // ("X-Foo", "value") from sip_header_X-Foo attributes
+}
+
+/// One finished (or failed) inbound call, for the call log.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    pub binding_sid: Option<String>,
+    pub number_src: String,
+    pub number_dst: String,
+    pub number_redirect: String,
+    pub date_start: chrono::DateTime<chrono::Utc>,
+    pub date_answer: Option<chrono::DateTime<chrono::Utc>>,
+    pub date_stop: chrono::DateTime<chrono::Utc>,
+    pub duration_secs: i64,
+    pub sip_status: u16,
+    pub hangup_side: Option<String>, /* "caller" | "callee" | "system" */
+}
+
+/// Errors a router may return; call control answers the caller 500 (or
+/// 503 when `Unavailable`).
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// The store cannot be reached right now.
+    #[error("router unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else.
+    #[error("router error: {0}")]
+    Other(String),
+}
+
+/// How call control asks the store what to do with a call.
+#[async_trait::async_trait]
+pub trait CallRouter: Send + Sync + 'static {
+    /// Lookup order: binding whose origination_did == caller; else a binding waiting for its first caller (claims it atomically); else an open binding. None => 404.
+    async fn route(
+        &self,
+        redirect_did: &str,
+        caller: Option<&str>,
+    ) -> Result<Option<CallRoute>, RouterError>;
+    /// Stores a call record at the end of a call.
+    async fn record_call(&self, record: CallRecord) -> Result<(), RouterError>;
+}
+
+/// One binding in a [`StaticRouter`] file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticBinding {
+    /// SID reported in routes and records.
+    pub binding_sid: String,
+    /// The DID callers dial.
+    pub redirect_did: String,
+    /// Where the call goes.
+    pub destination_did: String,
+    /// Only this caller matches (when set).
+    #[serde(default)]
+    pub origination_did: Option<String>,
+    /// Waits for its first caller, who then becomes `origination_did`.
+    #[serde(default)]
+    pub wait_origination_did: bool,
+    /// Present the redirect DID instead of the caller.
+    #[serde(default)]
+    pub hide_origination_did: bool,
+    /// Present the redirect DID for anonymous callers.
+    #[serde(default)]
+    pub fix_anonymous_cid: bool,
+    /// Display name on the B leg.
+    #[serde(default)]
+    pub cnam: Option<String>,
+    /// Extra `X-` headers, name to value.
+    #[serde(default)]
+    pub sip_headers: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StaticFile {
+    #[serde(default)]
+    bindings: Vec<StaticBinding>,
+}
+
+/// An in-memory router over a fixed list of bindings, loaded from a TOML
+/// file (`[[bindings]]` tables). Records are kept in memory and, when a
+/// path is set, appended to it as JSON lines.
+pub struct StaticRouter {
+    bindings: Mutex<Vec<StaticBinding>>,
+    records: Mutex<Vec<CallRecord>>,
+    records_path: Option<PathBuf>,
+}
+
+impl StaticRouter {
+    /// A router over `bindings`.
+    pub fn new(bindings: Vec<StaticBinding>) -> Self {
+        StaticRouter {
+            bindings: Mutex::new(bindings),
+            records: Mutex::new(Vec::new()),
+            records_path: None,
+        }
+    }
+
+    /// Loads `[[bindings]]` from a TOML file.
+    pub fn from_toml_file(path: &Path) -> Result<Self, RouterError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| RouterError::Other(format!("{}: {e}", path.display())))?;
+        Self::from_toml_str(&text)
+    }
+
+    /// Parses `[[bindings]]` from TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Self, RouterError> {
+        let file: StaticFile =
+            toml::from_str(text).map_err(|e| RouterError::Other(format!("bindings: {e}")))?;
+        Ok(Self::new(file.bindings))
+    }
+
+    /// Also append every record to `path` as a JSON line.
+    pub fn with_records_file(mut self, path: PathBuf) -> Self {
+        self.records_path = Some(path);
+        self
+    }
+
+    /// The records stored so far.
+    pub fn records(&self) -> Vec<CallRecord> {
+        self.records.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn to_route(b: &StaticBinding) -> CallRoute {
+        CallRoute {
+            binding_sid: b.binding_sid.clone(),
+            redirect_did: b.redirect_did.clone(),
+            destination_did: b.destination_did.clone(),
+            hide_origination_did: b.hide_origination_did,
+            fix_anonymous_cid: b.fix_anonymous_cid,
+            cnam: b.cnam.clone(),
+            sip_headers: b
+                .sip_headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+}
+
+fn record_json(r: &CallRecord) -> serde_json::Value {
+    serde_json::json!({
+        "binding_sid": r.binding_sid,
+        "number_src": r.number_src,
+        "number_dst": r.number_dst,
+        "number_redirect": r.number_redirect,
+        "date_start": r.date_start.to_rfc3339(),
+        "date_answer": r.date_answer.map(|d| d.to_rfc3339()),
+        "date_stop": r.date_stop.to_rfc3339(),
+        "duration_secs": r.duration_secs,
+        "sip_status": r.sip_status,
+        "hangup_side": r.hangup_side,
+    })
+}
+
+#[async_trait::async_trait]
+impl CallRouter for StaticRouter {
+    async fn route(
+        &self,
+        redirect_did: &str,
+        caller: Option<&str>,
+    ) -> Result<Option<CallRoute>, RouterError> {
+        let mut bindings = self
+            .bindings
+            .lock()
+            .map_err(|_| RouterError::Other("poisoned".into()))?;
+        let on_did = |b: &&mut StaticBinding| b.redirect_did == redirect_did;
+        if let Some(caller) = caller {
+            if let Some(b) = bindings
+                .iter_mut()
+                .filter(on_did)
+                .find(|b| b.origination_did.as_deref() == Some(caller))
+            {
+                return Ok(Some(Self::to_route(b)));
+            }
+            // Claim a waiting binding; the lock makes the claim atomic.
+            if let Some(b) = bindings
+                .iter_mut()
+                .filter(on_did)
+                .find(|b| b.wait_origination_did && b.origination_did.is_none())
+            {
+                b.origination_did = Some(caller.to_string());
+                b.wait_origination_did = false;
+                return Ok(Some(Self::to_route(b)));
+            }
+        }
+        Ok(bindings
+            .iter_mut()
+            .filter(on_did)
+            .find(|b| b.origination_did.is_none() && !b.wait_origination_did)
+            .map(|b| Self::to_route(b)))
+    }
+
+    async fn record_call(&self, record: CallRecord) -> Result<(), RouterError> {
+        if let Some(path) = &self.records_path {
+            use std::io::Write;
+            let line = format!("{}\n", record_json(&record));
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut f| f.write_all(line.as_bytes()))
+                .map_err(|e| RouterError::Other(format!("{}: {e}", path.display())))?;
+        }
+        self.records
+            .lock()
+            .map_err(|_| RouterError::Other("poisoned".into()))?
+            .push(record);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+[[bindings]]
+binding_sid = "fixed"
+redirect_did = "100"
+destination_did = "200"
+origination_did = "300"
+
+[[bindings]]
+binding_sid = "waiting"
+redirect_did = "100"
+destination_did = "201"
+wait_origination_did = true
+
+[[bindings]]
+binding_sid = "open"
+redirect_did = "101"
+destination_did = "202"
+sip_headers = { "X-Foo" = "bar" }
+"#;
+
+    #[tokio::test]
+    async fn lookup_order_and_claim() {
+        let r = StaticRouter::from_toml_str(FILE).expect("parse");
+        let sid = |x: Option<CallRoute>| x.map(|r| r.binding_sid);
+        assert_eq!(
+            sid(r.route("100", Some("300")).await.expect("ok")).as_deref(),
+            Some("fixed")
+        );
+        assert_eq!(
+            sid(r.route("100", Some("400")).await.expect("ok")).as_deref(),
+            Some("waiting")
+        );
+        // claimed by 400 now
+        assert_eq!(
+            sid(r.route("100", Some("400")).await.expect("ok")).as_deref(),
+            Some("waiting")
+        );
+        assert_eq!(sid(r.route("100", Some("500")).await.expect("ok")), None);
+        let open = r.route("101", None).await.expect("ok").expect("route");
+        assert_eq!(
+            open.sip_headers,
+            vec![("X-Foo".to_string(), "bar".to_string())]
+        );
+        assert!(r.route("999", Some("1")).await.expect("ok").is_none());
+    }
+}

@@ -1,0 +1,413 @@
+//! The RTP/RTCP relay between the two legs of a call.
+//!
+//! Each leg has its own port pair. Packets received on leg X's RTP socket
+//! go out of leg Y's RTP socket to Y's remote address, with the payload type
+//! renumbered to Y's numbers and G.711 translated between µ-law and A-law
+//! when the legs negotiated different laws. RTCP is forwarded unchanged.
+//!
+//! Remote addresses start from SDP and then latch onto the source of
+//! received packets (symmetric RTP, RFC 4961), so parties behind NAT work.
+//! Once latched, packets from another source are dropped until the latched
+//! source has been silent for [`RELATCH_AFTER`].
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rtp_rs::RtpReader;
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::g711::{Codec, transcode};
+use super::ports::PortPair;
+use super::sdp::LegCodec;
+
+/// Silence after which a latched source may be replaced by a new one.
+pub const RELATCH_AFTER: Duration = Duration::from_secs(2);
+
+/// A leg of the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The caller's leg.
+    A,
+    /// The callee's (trunk) leg.
+    B,
+}
+
+impl Side {
+    fn idx(self) -> usize {
+        match self {
+            Side::A => 0,
+            Side::B => 1,
+        }
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Remote {
+    sdp: Option<SocketAddr>,
+    latched: Option<(SocketAddr, Instant)>,
+}
+
+impl Remote {
+    /// Accepts `src` as a packet source (latching), or refuses it.
+    fn accept(&mut self, src: SocketAddr, now: Instant) -> bool {
+        match self.latched {
+            Some((addr, _)) if addr == src => {
+                self.latched = Some((src, now));
+                true
+            }
+            Some((_, seen)) if now.duration_since(seen) < RELATCH_AFTER => false,
+            _ => {
+                self.latched = Some((src, now));
+                true
+            }
+        }
+    }
+    fn target(&self) -> Option<SocketAddr> {
+        self.latched.map(|(a, _)| a).or(self.sdp)
+    }
+}
+
+#[derive(Default)]
+struct LegState {
+    codec: Option<LegCodec>,
+    rtp: Remote,
+    rtcp: Remote,
+}
+
+struct Shared {
+    legs: Mutex<[LegState; 2]>,
+    received: [AtomicU64; 2],
+    sent: [AtomicU64; 2],
+}
+
+/// A running relay; dropping it stops the relay and frees its ports.
+pub struct Relay {
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    ports: [u16; 2],
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Rtp,
+    Rtcp,
+}
+
+impl Relay {
+    /// Starts relaying between leg A's pair and leg B's pair.
+    pub fn start(a: PortPair, b: PortPair) -> Relay {
+        let shared = Arc::new(Shared {
+            legs: Mutex::new([LegState::default(), LegState::default()]),
+            received: [AtomicU64::new(0), AtomicU64::new(0)],
+            sent: [AtomicU64::new(0), AtomicU64::new(0)],
+        });
+        let cancel = CancellationToken::new();
+        let ports = [a.port, b.port];
+        let a = Arc::new(a);
+        let b = Arc::new(b);
+        let mut tasks = Vec::new();
+        for (from, to, fs, ts) in [(Side::A, Side::B, &a, &b), (Side::B, Side::A, &b, &a)] {
+            for kind in [Kind::Rtp, Kind::Rtcp] {
+                tasks.push(tokio::spawn(pump(
+                    shared.clone(),
+                    cancel.clone(),
+                    from,
+                    to,
+                    fs.clone(),
+                    ts.clone(),
+                    kind,
+                )));
+            }
+        }
+        Relay {
+            shared,
+            cancel,
+            tasks,
+            ports,
+        }
+    }
+
+    /// Our RTP port on `side`.
+    pub fn port(&self, side: Side) -> u16 {
+        self.ports[side.idx()]
+    }
+
+    /// Sets the remote addresses of `side` learnt from its SDP.
+    pub fn set_remote(&self, side: Side, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>) {
+        if let Ok(mut legs) = self.shared.legs.lock() {
+            let leg = &mut legs[side.idx()];
+            leg.rtp.sdp = rtp;
+            leg.rtcp.sdp = rtcp;
+        }
+    }
+
+    /// Sets what `side` negotiated.
+    pub fn set_codec(&self, side: Side, codec: LegCodec) {
+        if let Ok(mut legs) = self.shared.legs.lock() {
+            legs[side.idx()].codec = Some(codec);
+        }
+    }
+
+    /// RTP/RTCP packets received from `side` so far.
+    pub fn received(&self, side: Side) -> u64 {
+        self.shared.received[side.idx()].load(Ordering::Relaxed)
+    }
+
+    /// RTP/RTCP packets sent towards `side` so far.
+    pub fn sent(&self, side: Side) -> u64 {
+        self.shared.sent[side.idx()].load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn socket(p: &PortPair, kind: Kind) -> &UdpSocket {
+    match kind {
+        Kind::Rtp => &p.rtp,
+        Kind::Rtcp => &p.rtcp,
+    }
+}
+
+async fn pump(
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    from: Side,
+    to: Side,
+    from_pair: Arc<PortPair>,
+    to_pair: Arc<PortPair>,
+    kind: Kind,
+) {
+    let mut buf = vec![0u8; 2048];
+    let rx = socket(&from_pair, kind);
+    let tx = socket(&to_pair, kind);
+    loop {
+        let (n, src) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = rx.recv_from(&mut buf) => match r {
+                Ok(v) => v,
+                Err(_) => {
+                    // ICMP errors surface here on some systems; never spin.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+            },
+        };
+        let (dest, codecs) = {
+            let Ok(mut legs) = shared.legs.lock() else {
+                return;
+            };
+            let now = Instant::now();
+            let leg = &mut legs[from.idx()];
+            let remote = match kind {
+                Kind::Rtp => &mut leg.rtp,
+                Kind::Rtcp => &mut leg.rtcp,
+            };
+            if !remote.accept(src, now) {
+                continue;
+            }
+            let from_codec = leg.codec;
+            let out = &legs[to.idx()];
+            let dest = match kind {
+                Kind::Rtp => out.rtp.target(),
+                Kind::Rtcp => out.rtcp.target(),
+            };
+            (dest, (from_codec, out.codec))
+        };
+        shared.received[from.idx()].fetch_add(1, Ordering::Relaxed);
+        let Some(dest) = dest else { continue };
+        let pkt = &mut buf[..n];
+        if kind == Kind::Rtp {
+            let (Some(f), Some(t)) = codecs else { continue };
+            if !translate(pkt, &f, &t) {
+                continue;
+            }
+        }
+        if tx.send_to(pkt, dest).await.is_ok() {
+            shared.sent[to.idx()].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Rewrites one RTP packet from leg `from`'s numbering and law to leg
+/// `to`'s. Returns `false` when the packet must be dropped (not RTP, or a
+/// payload the other leg did not negotiate).
+pub fn translate(pkt: &mut [u8], from: &LegCodec, to: &LegCodec) -> bool {
+    let Ok(reader) = RtpReader::new(pkt) else {
+        return false;
+    };
+    let pt = reader.payload_type();
+    let offset = reader.payload_offset();
+    let padding = usize::from(reader.padding().unwrap_or(0));
+    let end = pkt.len().saturating_sub(padding);
+    // The negotiated law, or a static G.711 number the sender switched to.
+    let law = if pt == from.pt {
+        Some(from.codec)
+    } else if from.te_pt == Some(pt) {
+        None
+    } else {
+        match pt {
+            0 => Some(Codec::Pcmu),
+            8 => Some(Codec::Pcma),
+            _ => return false,
+        }
+    };
+    let new_pt = match law {
+        Some(law) => {
+            if offset <= end {
+                transcode(&mut pkt[offset..end], law, to.codec);
+            }
+            to.pt
+        }
+        None => match to.te_pt {
+            Some(te) => te,
+            None => return false,
+        },
+    };
+    pkt[1] = (pkt[1] & 0x80) | (new_pt & 0x7f);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(pt: u8, marker: bool, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![
+            0x80,
+            pt | if marker { 0x80 } else { 0 },
+            0,
+            1,
+            0,
+            0,
+            0,
+            160,
+            1,
+            2,
+            3,
+            4,
+        ];
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn renumbers_and_transcodes() {
+        let a = LegCodec {
+            codec: Codec::Pcmu,
+            pt: 0,
+            te_pt: Some(101),
+        };
+        let b = LegCodec {
+            codec: Codec::Pcma,
+            pt: 8,
+            te_pt: Some(96),
+        };
+        let mut p = packet(0, true, &[0xFF, 0xFF]);
+        assert!(translate(&mut p, &a, &b));
+        assert_eq!(p[1], 0x80 | 8);
+        assert_eq!(&p[12..], &[0xD5, 0xD5]);
+        let mut e = packet(101, false, &[1, 0x80, 0, 160]);
+        assert!(translate(&mut e, &a, &b));
+        assert_eq!(e[1], 96);
+        assert_eq!(&e[12..], &[1, 0x80, 0, 160], "event payload untouched");
+    }
+
+    #[test]
+    fn drops_unnegotiated() {
+        let a = LegCodec {
+            codec: Codec::Pcmu,
+            pt: 0,
+            te_pt: Some(101),
+        };
+        let b = LegCodec {
+            codec: Codec::Pcmu,
+            pt: 0,
+            te_pt: None,
+        };
+        let mut e = packet(101, false, &[1, 0, 0, 160]);
+        assert!(!translate(&mut e, &a, &b));
+        let mut g729 = packet(18, false, &[1, 2]);
+        assert!(!translate(&mut g729, &a, &b));
+        assert!(!translate(&mut [1u8, 2, 3], &a, &b));
+    }
+
+    #[test]
+    fn latching() {
+        let mut r = Remote::default();
+        let t0 = Instant::now();
+        let x: SocketAddr = "127.0.0.1:4000".parse().expect("addr");
+        let y: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        assert!(r.accept(x, t0));
+        assert!(!r.accept(y, t0 + Duration::from_millis(100)));
+        assert!(r.accept(y, t0 + RELATCH_AFTER + Duration::from_millis(1)));
+        assert_eq!(r.target(), Some(y));
+    }
+
+    #[tokio::test]
+    async fn relays_both_ways_over_loopback() {
+        let pool =
+            super::super::ports::PortPool::new(42000, 42009, "127.0.0.1".parse().expect("ip"));
+        let relay = Relay::start(
+            pool.allocate().await.expect("a"),
+            pool.allocate().await.expect("b"),
+        );
+        let pa = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let pb = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        relay.set_codec(
+            Side::A,
+            LegCodec {
+                codec: Codec::Pcmu,
+                pt: 0,
+                te_pt: None,
+            },
+        );
+        relay.set_codec(
+            Side::B,
+            LegCodec {
+                codec: Codec::Pcma,
+                pt: 8,
+                te_pt: None,
+            },
+        );
+        relay.set_remote(Side::B, pb.local_addr().ok(), None);
+        let a_port = relay.port(Side::A);
+        let b_port = relay.port(Side::B);
+        pa.send_to(&packet(0, false, &[0xFF; 160]), ("127.0.0.1", a_port))
+            .await
+            .expect("send");
+        let mut buf = [0u8; 512];
+        let (n, src) = tokio::time::timeout(Duration::from_secs(2), pb.recv_from(&mut buf))
+            .await
+            .expect("b got a packet")
+            .expect("recv");
+        assert_eq!(src.port(), b_port);
+        assert_eq!(buf[1] & 0x7f, 8);
+        assert_eq!(n, 172);
+        // B answers; A was latched from its first packet.
+        pb.send_to(&packet(8, false, &[0xD5; 160]), ("127.0.0.1", b_port))
+            .await
+            .expect("send");
+        let (_, src) = tokio::time::timeout(Duration::from_secs(2), pa.recv_from(&mut buf))
+            .await
+            .expect("a got a packet")
+            .expect("recv");
+        assert_eq!(src.port(), a_port);
+        assert_eq!(buf[1] & 0x7f, 0);
+        assert_eq!(relay.received(Side::A), 1);
+        drop(relay);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(pool.in_use(), 0);
+    }
+}

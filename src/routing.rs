@@ -1,0 +1,96 @@
+//! The adapter between call control and the store: [`StoreRouter`]
+//! implements [`CallRouter`] with the store's binding lookup and call
+//! detail records.
+
+use async_trait::async_trait;
+
+use crate::call::router::{CallRecord, CallRoute, CallRouter, RouterError};
+use crate::model::attributes::flag;
+use crate::model::binding::Binding;
+use crate::model::now_ms;
+use crate::store::calls::CallDetail;
+use crate::store::{Store, StoreError};
+
+/// Routes inbound calls by the bindings in the store.
+#[derive(Clone)]
+pub struct StoreRouter {
+    store: Store,
+}
+
+impl StoreRouter {
+    /// A router over `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+fn router_error(e: StoreError) -> RouterError {
+    match e {
+        StoreError::Unavailable(m) => RouterError::Unavailable(m),
+        other => RouterError::Other(other.to_string()),
+    }
+}
+
+/// What call control needs of a binding: numbers, caller-ID switches,
+/// CNAM and the `sip_header_X-*` attributes as headers.
+pub fn route_of(b: &Binding) -> CallRoute {
+    let sip_headers = b
+        .attributes
+        .iter()
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix("sip_header_")?;
+            Some((name.to_string(), v.as_str()?.to_string()))
+        })
+        .collect();
+    CallRoute {
+        binding_sid: b.binding_sid.clone(),
+        redirect_did: b.redirect_did.clone(),
+        destination_did: b.destination_did.clone(),
+        hide_origination_did: flag(&b.attributes, "hide_origination_did", false),
+        fix_anonymous_cid: flag(&b.attributes, "fix_anonymous_cid", false),
+        cnam: b
+            .attributes
+            .get("cnam")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        sip_headers,
+    }
+}
+
+#[async_trait]
+impl CallRouter for StoreRouter {
+    async fn route(
+        &self,
+        redirect_did: &str,
+        caller: Option<&str>,
+    ) -> Result<Option<CallRoute>, RouterError> {
+        let found = self
+            .store
+            .route_inbound(redirect_did, caller, now_ms())
+            .await
+            .map_err(router_error)?;
+        Ok(found.as_ref().map(route_of))
+    }
+
+    async fn record_call(&self, r: CallRecord) -> Result<(), RouterError> {
+        let detail = CallDetail {
+            binding_sid: r.binding_sid,
+            kind: "binding".into(),
+            direction: "inbound".into(),
+            number_src: r.number_src,
+            number_dst: r.number_dst,
+            number_redirect: r.number_redirect,
+            date_start: r.date_start.timestamp_millis(),
+            date_answer: r.date_answer.map(|t| t.timestamp_millis()),
+            date_stop: r.date_stop.timestamp_millis(),
+            duration: r.duration_secs,
+            sip_status: r.sip_status,
+            hangup_side: r.hangup_side,
+        };
+        self.store
+            .insert_call(&detail)
+            .await
+            .map(|_| ())
+            .map_err(router_error)
+    }
+}

@@ -1,0 +1,34 @@
+//! The SIP adapter over rsipstack: config, listeners, message helpers
+//! (numbers, display names, headers) and in-dialog request sending.
+//!
+//! rsipstack is pinned (`=0.7.14`) and reached only through this module, so
+//! that its API changes stay here.
+
+pub mod config;
+pub mod dialog;
+pub mod display;
+pub mod endpoint;
+pub mod message;
+pub mod number;
+
+pub use config::{Proto, SipConfig, ValidSipConfig};
+
+/// Errors of the SIP layer.
+#[derive(Debug, thiserror::Error)]
+pub enum SipError {
+    /// A config value is missing or malformed.
+    #[error("invalid sip config: {0}")]
+    Config(String),
+    /// A listener could not be bound.
+    #[error("cannot bind SIP listener {0}")]
+    Bind(String),
+    /// rsipstack refused or failed an operation.
+    #[error("sip stack: {0}")]
+    Stack(#[from] rsipstack::Error),
+    /// A message lacked something we need.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// Media setup failed.
+    #[error(transparent)]
+    Media(#[from] crate::media::MediaError),
+}
