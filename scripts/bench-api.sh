@@ -202,6 +202,7 @@ start_server() { # store url
         echo 'trusted = ["127.0.0.0/8"]'
         echo '[media]'
         echo 'advertised_ip = "127.0.0.1"'
+        echo 'bind_ip = "127.0.0.1"'
         echo '[database]'
         echo "url = \"$url\""
         [[ -n "$DB_MAX_CONNECTIONS" ]] && echo "max_connections = $DB_MAX_CONNECTIONS"

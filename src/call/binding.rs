@@ -62,6 +62,28 @@ pub(crate) async fn handle_invite(ctx: Arc<Ctx>, mut tx: Transaction) {
     if mf == 0 {
         return reject(tx, 483).await; // RFC 3261 §16.3 step 3
     }
+    // We support no extensions: a Require we cannot honour is 420 (RFC 3261 §8.2.2.3).
+    let required: Vec<String> = crate::sip::message::header_values(&req, "Require")
+        .iter()
+        .flat_map(|v| {
+            v.split(',')
+                .map(|t| t.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .filter(|t| !t.is_empty())
+        .collect();
+    if !required.is_empty() {
+        let _ = tx
+            .reply_with(
+                crate::sip::message::status(420),
+                vec![rsipstack::sip::Header::Unsupported(
+                    required.join(", ").into(),
+                )],
+                None,
+            )
+            .await;
+        return drive(tx);
+    }
     let ruri = req.uri.to_string();
     let scheme_ok = ruri.split(':').next().is_some_and(|s| {
         ["sip", "sips", "tel"]
@@ -87,7 +109,7 @@ pub(crate) async fn handle_invite(ctx: Arc<Ctx>, mut tx: Transaction) {
             if let SipMessage::Request(r) = msg {
                 let e = match r.method {
                     Method::Cancel => CallEvent::ACancel,
-                    Method::Ack => CallEvent::AAck,
+                    Method::Ack => CallEvent::AAck(sdp_body(&r, r.body())),
                     _ => continue,
                 };
                 let _ = ev.send(e);
@@ -122,6 +144,7 @@ pub(crate) async fn handle_invite(ctx: Arc<Ctx>, mut tx: Transaction) {
         a_dialog: None,
         a_acked: false,
         a_offer: None,
+        a_codec: None,
         b_sdp: None,
     };
     call.run().await;
@@ -165,6 +188,7 @@ struct InboundCall {
     a_dialog: Option<LegDialog>,
     a_acked: bool,
     a_offer: Option<(ParsedSdp, AudioLine)>,
+    a_codec: Option<LegCodec>,
     b_sdp: Option<String>,
 }
 
@@ -202,20 +226,23 @@ impl InboundCall {
 
     async fn run(&mut self) {
         // Media first: no G.711 in A's offer is 488 before a binding is claimed.
-        let Some(offer) = sdp_body(&self.invite, self.invite.body()) else {
-            info!("INVITE without SDP offer: 488");
-            return self.fail_a(488, "system");
-        };
-        let parsed = match sdp::parse(&offer) {
-            Ok(p) => p,
-            Err(e) => {
-                info!(error = %e, "bad SDP: 400");
-                return self.fail_a(400, "system");
+        // No SDP: a delayed offer; we offer to A in the 200 (RFC 3261 §13.2.1).
+        let (parsed, a_audio) = match sdp_body(&self.invite, self.invite.body()) {
+            None => (None, AudioLine::everything()),
+            Some(offer) => {
+                let parsed = match sdp::parse(&offer) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        info!(error = %e, "bad SDP: 400");
+                        return self.fail_a(400, "system");
+                    }
+                };
+                let Some(a_audio) = parsed.audio.clone().filter(|a| !a.g711().is_empty()) else {
+                    info!("no common codec: 488");
+                    return self.fail_a(488, "system");
+                };
+                (Some(parsed), a_audio)
             }
-        };
-        let Some(a_audio) = parsed.audio.clone().filter(|a| !a.g711().is_empty()) else {
-            info!("no common codec: 488");
-            return self.fail_a(488, "system");
         };
 
         // Route, while watching for CANCEL.
@@ -252,7 +279,7 @@ impl InboundCall {
             warn!(error = %e, "cannot start B leg: 503");
             return self.fail_a(503, "system");
         }
-        self.a_offer = Some((parsed, a_audio));
+        self.a_offer = parsed.map(|p| (p, a_audio));
         self.ringing().await;
         if self.b_leg.as_ref().is_some_and(|b| b.dialog.is_some()) && self.a_final == Some(200) {
             self.established().await;
@@ -294,6 +321,13 @@ impl InboundCall {
         self.guard.add(&cid, Side::B, self.events_tx.clone());
         let mut tx = send_request(&ctx.endpoint, req.clone(), None, None).await?;
         let (conn, dest) = (tx.connection.clone(), tx.destination.clone());
+        if conn.is_none() && ctx.cfg.trunk.proto == crate::sip::Proto::Tcp {
+            // A refused TCP connect: fail now rather than at Timer B.
+            return Err(crate::sip::SipError::Unreachable(format!(
+                "{:?}",
+                ctx.cfg.trunk
+            )));
+        }
         let ev = self.events_tx.clone();
         tokio::spawn(async move {
             while let Some(msg) = tx.receive().await {
@@ -364,21 +398,34 @@ impl InboundCall {
         let parsed = sdp::parse(body)?;
         let audio = parsed.audio.ok_or(MediaError::NoCommonCodec)?;
         let b_codec = sdp::answer_codec(&audio)?;
-        let (Some(relay), Some((offer, a_audio))) = (self.relay.as_ref(), self.a_offer.as_ref())
-        else {
+        let Some(relay) = self.relay.as_ref() else {
             return Err(MediaError::NoCommonCodec);
         };
-        if self.a_answer.is_none() {
-            let a_codec = sdp::choose_for_a(a_audio, &b_codec)?;
-            relay.set_codec(Side::A, a_codec);
-            self.a_answer = Some(sdp::answer_for(
-                offer,
-                a_audio,
-                &a_codec,
-                self.a_origin,
-                self.ctx.media.advertised_ip,
-                relay.port(Side::A),
-            ));
+        let ip = self.ctx.media.advertised_ip;
+        match (&self.a_answer, &self.a_offer) {
+            (Some(_), _) => {}
+            (None, Some((offer, a_audio))) => {
+                let a_codec = sdp::choose_for_a(a_audio, &b_codec)?;
+                relay.set_codec(Side::A, a_codec);
+                self.a_codec = Some(a_codec);
+                self.a_answer = Some(sdp::answer_for(
+                    offer,
+                    a_audio,
+                    &a_codec,
+                    self.a_origin,
+                    ip,
+                    relay.port(Side::A),
+                ));
+            }
+            (None, None) => {
+                // Delayed offer: this is our offer to A; its answer comes in the ACK.
+                self.a_answer = Some(sdp::offer_for_a(
+                    &b_codec,
+                    self.a_origin,
+                    ip,
+                    relay.port(Side::A),
+                ));
+            }
         }
         relay.set_remote(Side::B, audio.rtp_target(), audio.rtcp_target());
         relay.set_codec(Side::B, b_codec);
@@ -406,7 +453,9 @@ impl InboundCall {
             let mut a_sdp = None;
             if let Some(s) = sdp_body(&r, r.body()) {
                 match self.on_b_sdp(&s) {
-                    Ok(()) => a_sdp = self.a_answer.clone(),
+                    // An offer may not go in an unreliable 1xx (RFC 3261 §13.3.1.1).
+                    Ok(()) if self.a_offer.is_some() => a_sdp = self.a_answer.clone(),
+                    Ok(()) => {}
                     Err(e) => debug!(error = %e, "early SDP from B not usable"),
                 }
             }
@@ -423,7 +472,7 @@ impl InboundCall {
             if b.dialog.is_some() {
                 return Flow::Continue; // retransmission (re-ACKed by the stack)
             }
-            let Some(conn) = b.conn.clone().or_else(|| None) else {
+            let Some(conn) = b.conn.clone() else {
                 warn!("B answered but we have no connection to it");
                 self.fail_a(500, "system");
                 return Flow::Done;
@@ -509,7 +558,7 @@ impl InboundCall {
                         self.fail_a(487, "caller");
                         self.cancel_b();
                     }
-                    Some(CallEvent::AAck) | Some(CallEvent::AGone) => {}
+                    Some(CallEvent::AAck(_)) | Some(CallEvent::AGone) => {}
                     Some(CallEvent::BResponse(r)) => {
                         if let Flow::Done = self.on_b_response(r).await {
                             return;
@@ -544,12 +593,7 @@ impl InboundCall {
                 Ok(p) => match (p.audio.as_ref(), self.relay.as_ref()) {
                     (Some(audio), Some(relay)) => {
                         let current = match side {
-                            Side::A => self.a_offer.as_ref().and_then(|(_, a)| {
-                                self.b_leg
-                                    .as_ref()
-                                    .and_then(|b| b.codec)
-                                    .and_then(|bc| sdp::choose_for_a(a, &bc).ok())
-                            }),
+                            Side::A => self.a_codec,
                             Side::B => self.b_leg.as_ref().and_then(|b| b.codec),
                         };
                         let chosen = current.and_then(|c| {
@@ -621,7 +665,17 @@ impl InboundCall {
                 }
                 ev = self.events.recv() => match ev {
                     None => break,
-                    Some(CallEvent::AAck) => self.a_acked = true,
+                    Some(CallEvent::AAck(sdp)) => {
+                        let first = !self.a_acked;
+                        self.a_acked = true;
+                        if first && self.a_offer.is_none() && !self.apply_a_answer(sdp) {
+                            warn!("delayed offer: no usable answer in A's ACK");
+                            self.hangup.get_or_insert("system");
+                            self.bye(self.a_dialog.clone());
+                            self.bye(self.b_leg.as_ref().and_then(|b| b.dialog.clone()));
+                            break;
+                        }
+                    }
                     Some(CallEvent::AGone) => {
                         if !self.a_acked {
                             // No ACK within 64*T1 (RFC 3261 §13.3.1.4): end the call.
@@ -696,5 +750,23 @@ impl InboundCall {
         if let Err(e) = self.ctx.router.record_call(record).await {
             warn!(error = %e, "call record not stored");
         }
+    }
+
+    /// Applies A's answer from its ACK (delayed offer): A's first G.711
+    /// payload and its telephone-event. Returns false when unusable.
+    fn apply_a_answer(&mut self, sdp: Option<String>) -> bool {
+        let Some(relay) = self.relay.as_ref() else {
+            return false;
+        };
+        let Some(audio) = sdp.and_then(|s| sdp::parse(&s).ok()).and_then(|p| p.audio) else {
+            return false;
+        };
+        let Ok(codec) = sdp::answer_codec(&audio) else {
+            return false;
+        };
+        relay.set_remote(Side::A, audio.rtp_target(), audio.rtcp_target());
+        relay.set_codec(Side::A, codec);
+        self.a_codec = Some(codec);
+        true
     }
 }

@@ -135,4 +135,25 @@ CSeq: 1 INVITE\r\nP-Asserted-Identity: <tel:+15550100001>\r\nPrivacy: id\r\nCont
         assert_eq!(c.number.as_deref(), Some("15550100001"));
         assert!(c.anonymous);
     }
+
+    #[test]
+    fn request_uri_numbers_survive_rsipstack_round_trip() {
+        for (ruri, want) in [
+            ("tel:+15162065337", "15162065337"),
+            ("sip:+15162065337@192.0.2.1;user=phone", "15162065337"),
+            ("sip:15162065337@192.0.2.1:5060", "15162065337"),
+        ] {
+            let raw = format!(
+                "INVITE {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n\
+From: <tel:5550100001;phone-context=+1>;tag=1\r\nTo: <{ruri}>\r\nCall-ID: c\r\n\
+CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+            );
+            let req = Request::try_from(raw.as_str()).expect("parse");
+            let got = crate::sip::number::uri_number(&req.uri.to_string());
+            assert_eq!(got.as_deref(), Some(want), "{ruri} -> {}", req.uri);
+            let c = caller_of(&req);
+            assert_eq!(c.number.as_deref(), Some("15550100001"));
+            assert!(!c.anonymous);
+        }
+    }
 }

@@ -125,10 +125,9 @@ pub fn b_invite(cfg: &ValidSipConfig, b: &BInvite<'_>) -> Result<Request, SipErr
     headers.push(Header::Allow(ALLOW.into()));
     headers.push(Header::UserAgent(crate::sip::endpoint::USER_AGENT.into()));
     for (name, value) in &b.route.sip_headers {
-        if name.len() > 2 && name[..2].eq_ignore_ascii_case("X-") {
-            if let Some(h) = safe_header(name, value) {
-                headers.push(h);
-            }
+        let is_x = name.len() > 2 && name[..2].eq_ignore_ascii_case("X-");
+        if let Some(h) = safe_header(name, value).filter(|_| is_x) {
+            headers.push(h);
         }
     }
     headers.push(Header::ContentType("application/sdp".into()));
@@ -182,7 +181,7 @@ fn ip_addr_of(uri: &str, proto: Proto) -> Option<SipAddr> {
         .trim_matches(['[', ']'])
         .parse()
         .ok()?;
-    let port = u.host_with_port.port.map(|p| u16::from(p)).unwrap_or(5060);
+    let port = u.host_with_port.port.map(u16::from).unwrap_or(5060);
     let mut a = SipAddr::from(std::net::SocketAddr::new(ip, port));
     a.r#type = Some(match proto {
         Proto::Udp => rsipstack::sip::Transport::Udp,
@@ -286,6 +285,106 @@ mod tests {
         assert_eq!(map_b_failure(302), 480);
         assert_eq!(map_b_failure(407), 503);
         assert_eq!(map_b_failure(600), 486);
+    }
+
+    fn cfg() -> ValidSipConfig {
+        crate::sip::SipConfig {
+            listen: vec!["udp:127.0.0.1:5060".into()],
+            ..crate::sip::SipConfig::default()
+        }
+        .validate()
+        .expect("config")
+    }
+
+    fn route() -> CallRoute {
+        CallRoute {
+            binding_sid: "b1".into(),
+            redirect_did: "100".into(),
+            destination_did: "200".into(),
+            hide_origination_did: false,
+            fix_anonymous_cid: false,
+            cnam: Some("A \"B\"".into()),
+            sip_headers: vec![
+                ("X-Foo".into(), "bar\r\nVia: x".into()),
+                ("Via".into(), "not an X- header".into()),
+            ],
+        }
+    }
+
+    #[test]
+    fn b_invite_carries_identity_headers_and_nothing_else() {
+        let p = Presented {
+            from_user: Some("300".into()),
+            display: Some("A \"B\"".into()),
+            pai: Some("300".into()),
+            privacy: false,
+        };
+        let r = route();
+        let inv = b_invite(
+            &cfg(),
+            &BInvite {
+                route: &r,
+                presented: &p,
+                max_forwards: 9,
+                sdp: "v=0\r\n",
+                call_id: "cid-b",
+                from_tag: "tb",
+            },
+        )
+        .expect("invite");
+        let s = inv.to_string();
+        assert!(
+            s.starts_with("INVITE sip:200@127.0.0.1:5080 SIP/2.0\r\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("From: \"A \\\"B\\\"\" <sip:300@127.0.0.1>;tag=tb\r\n"),
+            "{s}"
+        );
+        assert!(s.contains("P-Asserted-Identity: \"A \\\"B\\\"\" <sip:300@127.0.0.1>\r\n"));
+        assert!(s.contains("Max-Forwards: 9\r\n"));
+        assert!(s.contains("X-Foo: barVia: x\r\n"), "{s}");
+        assert_eq!(
+            s.matches("Via:").count(),
+            2,
+            "one real Via, one inside the X- value"
+        );
+        assert!(!s.contains("Privacy"));
+    }
+
+    #[test]
+    fn anonymous_presentation() {
+        let p = Presented {
+            from_user: None,
+            display: Some("Anonymous".into()),
+            pai: Some("300".into()),
+            privacy: true,
+        };
+        let from = b_from(&cfg(), &p, "t");
+        assert_eq!(
+            from,
+            "\"Anonymous\" <sip:anonymous@anonymous.invalid>;tag=t"
+        );
+    }
+
+    #[test]
+    fn a_response_has_tag_contact_and_record_route() {
+        let raw = "INVITE sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKa\r\n\
+From: <sip:300@h>;tag=fa\r\nTo: <sip:100@127.0.0.1>\r\nCall-ID: ca\r\nCSeq: 1 INVITE\r\n\
+Record-Route: <sip:192.0.2.50;lr>, <sip:192.0.2.51;lr>\r\nContact: <sip:300@127.0.0.1:5070>\r\nContent-Length: 0\r\n\r\n";
+        let inv = Request::try_from(raw).expect("parse");
+        let ep = rsipstack::EndpointBuilder::new().build();
+        let r = a_response(&ep.inner, &cfg(), &inv, "ours", 180, None).to_string();
+        assert!(r.contains("To: <sip:100@127.0.0.1>;tag=ours\r\n"), "{r}");
+        assert!(r.contains("Contact: <sip:127.0.0.1:5060;transport=udp>\r\n"));
+        let rr: Vec<_> = r
+            .lines()
+            .filter(|l| l.starts_with("Record-Route"))
+            .collect();
+        assert_eq!(rr.len(), 2, "{r}");
+        assert!(rr[0].contains("192.0.2.50"));
+        let r = a_response(&ep.inner, &cfg(), &inv, "ours", 486, None).to_string();
+        assert!(!r.contains("Contact") && !r.contains("Record-Route"));
     }
 
     #[test]

@@ -175,10 +175,10 @@ async fn dispatch(ctx: Arc<Ctx>, mut incoming: TransactionReceiver) {
                 let found = call_id(&tx.original).and_then(|cid| ctx.registry.lookup(&cid));
                 match found {
                     Some((sender, side)) => {
-                        if let Err(e) = sender.send(CallEvent::Request(Box::new(tx), side)) {
-                            if let CallEvent::Request(tx, _) = e.0 {
-                                tokio::spawn(reply(*tx, 481, false));
-                            }
+                        if let Err(tokio::sync::mpsc::error::SendError(CallEvent::Request(tx, _))) =
+                            sender.send(CallEvent::Request(Box::new(tx), side))
+                        {
+                            tokio::spawn(reply(*tx, 481, false));
                         }
                     }
                     None => {

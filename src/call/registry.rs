@@ -15,8 +15,9 @@ use crate::media::relay::Side;
 pub(crate) enum CallEvent {
     /// A's CANCEL (the stack already answered it 200, RFC 3261 §9.2).
     ACancel,
-    /// A's ACK to our final response.
-    AAck,
+    /// A's ACK to our final response, with its SDP body (the answer, when
+    /// A's INVITE had no offer).
+    AAck(Option<String>),
     /// A's INVITE server transaction ended.
     AGone,
     /// A response on the B leg's INVITE.

@@ -10,28 +10,45 @@ use serde::Deserialize;
 /// What a binding tells call control to do with an inbound call.
 #[derive(Debug, Clone)]
 pub struct CallRoute {
+    /// SID of the matched binding.
     pub binding_sid: String,
-    pub redirect_did: String,    // E.164 digits, no '+'
-    pub destination_did: String, // E.164 digits, no '+'
+    /// The DID the caller dialled. E.164 digits, no '+'.
+    pub redirect_did: String,
+    /// Where the B leg goes. E.164 digits, no '+'.
+    pub destination_did: String,
+    /// Present the redirect DID instead of the caller's number.
     pub hide_origination_did: bool,
+    /// Present the redirect DID for anonymous callers.
     pub fix_anonymous_cid: bool,
+    /// Display name on the B leg.
     pub cnam: Option<String>,
-    pub sip_headers: Vec<(String, String)>, // ("X-Foo", "value") from sip_header_X-Foo attributes
+    /// ("X-Foo", "value") from sip_header_X-Foo attributes.
+    pub sip_headers: Vec<(String, String)>,
 }
 
 /// One finished (or failed) inbound call, for the call log.
 #[derive(Debug, Clone)]
 pub struct CallRecord {
+    /// The binding that routed the call; `None` when none matched.
     pub binding_sid: Option<String>,
+    /// Caller number (E.164 digits), empty when unknown.
     pub number_src: String,
+    /// Destination number, empty when not routed.
     pub number_dst: String,
+    /// The redirect DID dialled.
     pub number_redirect: String,
+    /// When the INVITE arrived.
     pub date_start: chrono::DateTime<chrono::Utc>,
+    /// When the callee answered.
     pub date_answer: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the call ended (final failure response or BYE).
     pub date_stop: chrono::DateTime<chrono::Utc>,
+    /// Seconds from answer to stop (0 when not answered).
     pub duration_secs: i64,
+    /// Final status sent to the caller.
     pub sip_status: u16,
-    pub hangup_side: Option<String>, /* "caller" | "callee" | "system" */
+    /// "caller" | "callee" | "system".
+    pub hangup_side: Option<String>,
 }
 
 /// Errors a router may return; call control answers the caller 500 (or

@@ -69,7 +69,7 @@ impl PortPool {
 
     /// Total number of pairs in the range.
     pub fn capacity(&self) -> usize {
-        usize::from((self.high - self.low + 1) / 2)
+        usize::from((self.high - self.low).div_ceil(2))
     }
 
     fn reserve(&self) -> Option<u16> {

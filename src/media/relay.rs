@@ -406,6 +406,18 @@ mod tests {
         assert_eq!(src.port(), a_port);
         assert_eq!(buf[1] & 0x7f, 0);
         assert_eq!(relay.received(Side::A), 1);
+        // RTCP goes pair to pair unchanged.
+        let ca = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let cb = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        relay.set_remote(Side::B, pb.local_addr().ok(), cb.local_addr().ok());
+        ca.send_to(&[0x80, 200, 0, 1, 9, 9, 9, 9], ("127.0.0.1", a_port + 1))
+            .await
+            .expect("send");
+        let (n, src) = tokio::time::timeout(Duration::from_secs(2), cb.recv_from(&mut buf))
+            .await
+            .expect("rtcp relayed")
+            .expect("recv");
+        assert_eq!((n, src.port(), buf[1]), (8, b_port + 1, 200));
         drop(relay);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(pool.in_use(), 0);

@@ -77,6 +77,25 @@ pub struct AudioLine {
 }
 
 impl AudioLine {
+    /// Everything we can take on a leg that sent no offer (RFC 3261
+    /// §13.2.1 delayed offer): PCMU, PCMA and telephone-event/8000 on 101.
+    pub fn everything() -> AudioLine {
+        AudioLine {
+            index: 0,
+            port: 0,
+            addr: None,
+            formats: vec![
+                (0, Format::G711(Codec::Pcmu)),
+                (8, Format::G711(Codec::Pcma)),
+                (101, Format::TelephoneEvent(8000)),
+            ],
+            te_fmtp: None,
+            ptime: None,
+            direction: Direction::SendRecv,
+            rtcp_port: None,
+        }
+    }
+
     /// The G.711 payload types, in preference order.
     pub fn g711(&self) -> Vec<(u8, Codec)> {
         self.formats
@@ -173,10 +192,14 @@ pub fn parse(body: &str) -> Result<ParsedSdp, MediaError> {
             let val = a.value.as_deref().unwrap_or("");
             match a.key.to_ascii_lowercase().as_str() {
                 "rtpmap" => {
-                    if let Some((pt, f)) = rtpmap_format(val) {
-                        if let Some(slot) = formats.iter_mut().find(|(p, _)| *p == pt) {
-                            slot.1 = f;
-                        }
+                    let parsed = rtpmap_format(val);
+                    if let Some((slot, (_, f))) = parsed.and_then(|(pt, f)| {
+                        formats
+                            .iter_mut()
+                            .find(|(p, _)| *p == pt)
+                            .zip(Some((pt, f)))
+                    }) {
+                        slot.1 = f;
                     }
                 }
                 "ptime" => ptime = val.trim().parse().ok(),
@@ -333,6 +356,28 @@ pub fn offer_for_b(
         dir,
     );
     Ok(out)
+}
+
+/// Our offer to an A leg that sent no offer, made once B has answered: B's
+/// law first (no transcoding when A takes it), then the other law, and
+/// telephone-event on 101 when B has it.
+pub fn offer_for_a(b: &LegCodec, origin: Origin, ip: IpAddr, port: u16) -> String {
+    let other = match b.codec {
+        Codec::Pcmu => Codec::Pcma,
+        Codec::Pcma => Codec::Pcmu,
+    };
+    let mut fmts: Vec<(u8, &str)> = [b.codec, other]
+        .iter()
+        .map(|c| (c.static_pt(), c.name()))
+        .collect();
+    let te = b.te_pt.map(|_| 101);
+    if let Some(te) = te {
+        fmts.push((te, "telephone-event"));
+    }
+    let mut out = String::new();
+    session_head(&mut out, origin, ip);
+    audio_lines(&mut out, port, &fmts, None, te, None, Direction::SendRecv);
+    out
 }
 
 /// What B's answer chose: its first G.711 payload and its telephone-event.

@@ -102,10 +102,10 @@ pub async fn send_request(
 /// Receives responses until a final one (or the transaction ends).
 pub async fn final_response(tx: &mut Transaction) -> Option<Response> {
     while let Some(msg) = tx.receive().await {
-        if let SipMessage::Response(r) = msg {
-            if r.status_code.kind() != StatusCodeKind::Provisional {
-                return Some(r);
-            }
+        if let SipMessage::Response(r) = msg
+            && r.status_code.kind() != StatusCodeKind::Provisional
+        {
+            return Some(r);
         }
     }
     None

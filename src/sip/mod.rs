@@ -24,11 +24,20 @@ pub enum SipError {
     Bind(String),
     /// rsipstack refused or failed an operation.
     #[error("sip stack: {0}")]
-    Stack(#[from] rsipstack::Error),
+    Stack(Box<rsipstack::Error>),
+    /// The trunk cannot be reached (no connection could be made).
+    #[error("trunk unreachable: {0}")]
+    Unreachable(String),
     /// A message lacked something we need.
     #[error("malformed message: {0}")]
     Malformed(String),
     /// Media setup failed.
     #[error(transparent)]
     Media(#[from] crate::media::MediaError),
+}
+
+impl From<rsipstack::Error> for SipError {
+    fn from(e: rsipstack::Error) -> Self {
+        SipError::Stack(Box::new(e))
+    }
 }

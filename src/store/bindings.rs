@@ -146,6 +146,34 @@ pub const LIST: ListSpec = ListSpec {
     ],
 };
 
+/// Bindings by SID in memory, on SQLite only: there every write of a
+/// binding goes through this process's writer lock, and the cache is
+/// updated under that lock (writers overwrite; a reader fills a missing
+/// entry only if nobody wrote it meanwhile; a delete leaves a tombstone), so
+/// a read never sees an older state than the last write. Liveness is checked
+/// at read time, so expiry needs no invalidation. Entries live 60 s at most,
+/// which bounds how stale a change made by another process (the `mediator`
+/// command line deleting an account) can look. Not used on PostgreSQL,
+/// where other nodes write too.
+#[derive(Clone)]
+pub(crate) struct BindingCache(moka::sync::Cache<String, Option<std::sync::Arc<Binding>>>);
+
+impl BindingCache {
+    pub(crate) fn new() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(200_000)
+                .time_to_live(std::time::Duration::from_secs(60))
+                .build(),
+        )
+    }
+
+    /// Records the state a writer just committed (under the writer lock).
+    pub(crate) fn wrote(&self, sid: &str, state: Option<&Binding>) {
+        self.0.insert(sid.to_string(), state.map(|b| std::sync::Arc::new(b.clone())));
+    }
+}
+
 /// Options of POST /bindings (reference, "Create Binding", query arguments).
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -185,61 +213,74 @@ impl Store {
             tx.commit().await?;
             return Ok(existing);
         }
-        let redirect = match &draft.redirect_did {
-            Some(r) => {
-                check_redirect(
-                    &mut tx,
-                    account_sid,
-                    r,
-                    draft.origination_did.as_deref(),
-                    None,
-                    now,
-                )
-                .await?;
-                r.clone()
-            }
-            None => {
-                allocate(
-                    &mut tx,
-                    account_sid,
-                    draft,
-                    opts.fallback_country.as_deref(),
-                    now,
-                )
-                .await?
-            }
+        let info = match &draft.redirect_did {
+            Some(r) => did_info(&mut tx, account_sid, r).await?,
+            None => allocate(&mut tx, account_sid, draft, opts.fallback_country.as_deref(), now).await?,
         };
-        let sid = new_sid();
-        sqlx::query(
+        let created = built(new_sid(), account_sid, draft, info, now, now);
+        // Insert only if no live binding blocks this DID for this caller: the
+        // check and the insert are one statement.
+        let origination = created.origination_did.as_deref();
+        let sql = format!(
             "INSERT INTO bindings (binding_sid, account_sid, name, destination_did, origination_did, redirect_did, dtmf, \
-             attributes, date_created, max_expires_at, wait_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&sid)
-        .bind(account_sid)
-        .bind(&draft.name)
-        .bind(&draft.destination_did)
-        .bind(draft.origination_did.clone())
-        .bind(&redirect)
-        .bind(draft.dtmf.clone())
-        .bind(serde_json::Value::Object(draft.attributes.clone()).to_string())
-        .bind(now)
-        .bind(draft.maximum_ttl.deadline(now))
-        .bind(draft.wait_origination_did_ttl.deadline(now))
-        .execute(tx.conn())
-        .await?;
-        let created = fetch(tx.conn(), account_sid, &sid, now)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        tx.commit().await?;
+             attributes, date_created, max_expires_at, wait_expires_at) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 WHERE {}",
+            free_condition("$6", "$5", "$12", origination)
+        );
+        let inserted = sqlx::query(AssertSqlSafe(sql))
+            .bind(&created.binding_sid)
+            .bind(account_sid)
+            .bind(&created.name)
+            .bind(&created.destination_did)
+            .bind(created.origination_did.clone())
+            .bind(&created.redirect_did)
+            .bind(created.dtmf.clone())
+            .bind(serde_json::Value::Object(created.attributes.clone()).to_string())
+            .bind(now)
+            .bind(created.max_expires_at)
+            .bind(created.wait_expires_at)
+            .bind(now)
+            .execute(tx.conn())
+            .await?;
+        if inserted.rows_affected() == 0 {
+            // Say which binding is in the way.
+            check_redirect(&mut tx, account_sid, &created.redirect_did, origination, None, now).await?;
+            return Err(no_did(format!("{} is taken for this caller", created.redirect_did)));
+        }
+        let lock = tx.commit().await?;
+        if let Some(cache) = &self.binding_cache {
+            cache.wrote(&created.binding_sid, Some(&created));
+        }
+        drop(lock);
         Ok(created)
     }
 
     /// The live binding `sid` of the account.
     pub async fn get_binding(&self, account_sid: &str, sid: &str) -> Result<Binding> {
-        let mut conn = self.pool.acquire().await?;
-        fetch(&mut conn, account_sid, sid, now_ms())
-            .await?
-            .ok_or(StoreError::NotFound)
+        let now = now_ms();
+        let Some(cache) = &self.binding_cache else {
+            let mut conn = self.pool.acquire().await?;
+            return fetch(&mut conn, account_sid, sid, now).await?.ok_or(StoreError::NotFound);
+        };
+        let entry = match cache.0.get(sid) {
+            Some(entry) => entry,
+            None => {
+                let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM {FROM} WHERE b.binding_sid = $1")))
+                    .bind(sid)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let Some(row) = row else {
+                    return Err(StoreError::NotFound);
+                };
+                let read = std::sync::Arc::new(map_row(&row)?);
+                // Fill only if no writer recorded a newer state meanwhile.
+                cache.0.entry(sid.to_string()).or_insert(Some(read)).into_value()
+            }
+        };
+        match entry {
+            Some(b) if b.account_sid == account_sid && b.is_live(now) => Ok((*b).clone()),
+            _ => Err(StoreError::NotFound),
+        }
     }
 
     /// The API's binding list.
@@ -254,50 +295,37 @@ impl Store {
 
     /// Replaces the stored state of binding `sid` with `draft` (PATCH and
     /// PUT have already merged it); the same DID rules as on create.
-    pub async fn update_binding(
-        &self,
-        account_sid: &str,
-        sid: &str,
-        draft: &BindingDraft,
-    ) -> Result<Binding> {
+    pub async fn update_binding(&self, account_sid: &str, sid: &str, draft: &BindingDraft) -> Result<Binding> {
         let mut tx = self.begin_write(account_sid).await?;
         let now = now_ms();
-        if fetch(tx.conn(), account_sid, sid, now).await?.is_none() {
-            return Err(StoreError::NotFound);
-        }
+        let current = fetch(tx.conn(), account_sid, sid, now).await?.ok_or(StoreError::NotFound)?;
         let redirect = draft
             .redirect_did
             .clone()
             .ok_or_else(|| no_did("a binding keeps its redirect_did"))?;
-        check_redirect(
-            &mut tx,
-            account_sid,
-            &redirect,
-            draft.origination_did.as_deref(),
-            Some(sid),
-            now,
-        )
-        .await?;
+        let info = check_redirect(&mut tx, account_sid, &redirect, draft.origination_did.as_deref(), Some(sid), now).await?;
+        let updated = built(sid.to_string(), account_sid, draft, info, current.date_created, now);
         sqlx::query(
             "UPDATE bindings SET name = $1, destination_did = $2, origination_did = $3, redirect_did = $4, dtmf = $5, \
              attributes = $6, max_expires_at = $7, wait_expires_at = $8 WHERE binding_sid = $9 AND account_sid = $10",
         )
-        .bind(&draft.name)
-        .bind(&draft.destination_did)
-        .bind(draft.origination_did.clone())
-        .bind(&redirect)
-        .bind(draft.dtmf.clone())
-        .bind(serde_json::Value::Object(draft.attributes.clone()).to_string())
-        .bind(draft.maximum_ttl.deadline(now))
-        .bind(draft.wait_origination_did_ttl.deadline(now))
+        .bind(&updated.name)
+        .bind(&updated.destination_did)
+        .bind(updated.origination_did.clone())
+        .bind(&updated.redirect_did)
+        .bind(updated.dtmf.clone())
+        .bind(serde_json::Value::Object(updated.attributes.clone()).to_string())
+        .bind(updated.max_expires_at)
+        .bind(updated.wait_expires_at)
         .bind(sid)
         .bind(account_sid)
         .execute(tx.conn())
         .await?;
-        let updated = fetch(tx.conn(), account_sid, sid, now)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        tx.commit().await?;
+        let lock = tx.commit().await?;
+        if let Some(cache) = &self.binding_cache {
+            cache.wrote(sid, Some(&updated));
+        }
+        drop(lock);
         Ok(updated)
     }
 
@@ -316,6 +344,9 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        if let Some(cache) = &self.binding_cache {
+            cache.wrote(sid, None);
+        }
         Ok(())
     }
 
@@ -332,15 +363,37 @@ impl Store {
     /// many.
     pub async fn sweep_expired_bindings(&self, now_ms: i64) -> Result<u64> {
         let _w = self.writer().await;
-        let done = sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM bindings WHERE binding_sid IN \
-             (SELECT b.binding_sid FROM bindings b WHERE $1 = $1 AND NOT ({BINDING_LIVE}))"
-        )))
-        .bind(0_i64)
+        // Two index range scans (max_expires_at, wait_expires_at), not a
+        // scan of the whole table under the writer lock.
+        let by_max = sqlx::query("DELETE FROM bindings WHERE max_expires_at IS NOT NULL AND max_expires_at <= $1")
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        let by_wait = sqlx::query(
+            "DELETE FROM bindings WHERE wait_expires_at IS NOT NULL AND wait_expires_at <= $1 AND origination_did IS NULL",
+        )
         .bind(now_ms)
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(by_max.rows_affected() + by_wait.rows_affected())
+    }
+}
+
+/// The binding a write produces, without reading it back.
+fn built(sid: String, account_sid: &str, draft: &BindingDraft, info: NumberInfo, date_created: i64, now: i64) -> Binding {
+    Binding {
+        binding_sid: sid,
+        account_sid: account_sid.to_string(),
+        name: draft.name.clone(),
+        destination_did: draft.destination_did.clone(),
+        origination_did: draft.origination_did.clone(),
+        redirect_did: info.phonenumber.clone(),
+        dtmf: draft.dtmf.clone(),
+        attributes: draft.attributes.clone(),
+        date_created,
+        max_expires_at: draft.maximum_ttl.deadline(now),
+        wait_expires_at: draft.wait_origination_did_ttl.deadline(now),
+        redirect_did_info: info,
     }
 }
 
@@ -397,18 +450,64 @@ async fn find_same(
     row.as_ref().map(map_row).transpose()
 }
 
-/// The condition "a live binding `b` on DID `$3` blocks a binding for
-/// origination `$4` (or for nobody in particular when absent)".
-fn blocking(origination: Option<&str>) -> String {
+/// The query for "a live binding on DID `$3` other than `$5` (or `$4`
+/// without origination) that blocks a binding for origination `$4`": a
+/// binding with no origination blocks everyone, one with the same
+/// origination blocks this caller. Written as exact index lookups
+/// (`bindings_redirect`), not an OR that would scan the DID's bindings.
+fn conflict_sql(origination: Option<&str>) -> String {
     match origination {
-        Some(_) => {
-            format!("{BINDING_LIVE} AND (b.origination_did IS NULL OR b.origination_did = $4)")
-        }
-        None => BINDING_LIVE.to_string(),
+        Some(_) => format!(
+            "SELECT b.binding_sid FROM bindings b WHERE b.account_sid = $1 AND b.redirect_did = $3 \
+             AND b.origination_did IS NULL AND {BINDING_LIVE} AND b.binding_sid <> $5 \
+             UNION ALL SELECT b.binding_sid FROM bindings b WHERE b.account_sid = $1 AND b.redirect_did = $3 \
+             AND b.origination_did = $4 AND {BINDING_LIVE} AND b.binding_sid <> $5 LIMIT 1"
+        ),
+        None => format!(
+            "SELECT b.binding_sid FROM bindings b WHERE b.account_sid = $1 AND b.redirect_did = $3 \
+             AND {BINDING_LIVE} AND b.binding_sid <> $4 LIMIT 1"
+        ),
     }
 }
 
-/// Checks that `redirect` is the account's and free for `origination`.
+/// The formats of the account's DID `redirect`, or a conflict when the
+/// account has no such DID.
+async fn did_info(tx: &mut WriteTx, account_sid: &str, redirect: &str) -> Result<NumberInfo> {
+    let row = sqlx::query(
+        "SELECT country_code, in_country_format, international_format FROM dids WHERE account_sid = $1 AND phonenumber = $2",
+    )
+    .bind(account_sid)
+    .bind(redirect)
+    .fetch_optional(tx.conn())
+    .await?;
+    let Some(did) = row else {
+        return Err(no_did(format!("{redirect} is not a DID of this account")));
+    };
+    Ok(NumberInfo {
+        country_code: did.try_get(0)?,
+        in_country_format: did.try_get(1)?,
+        international_format: did.try_get(2)?,
+        phonenumber: redirect.to_string(),
+    })
+}
+
+/// The condition "DID `did` is free for origination `orig`" (placeholders),
+/// at the time in placeholder `now`: no live binding without origination,
+/// and, for a caller, none with the same origination; for no caller, no
+/// live binding at all. Exact lookups on the `bindings_redirect` index.
+fn free_condition(did: &str, orig: &str, now: &str, origination: Option<&str>) -> String {
+    let live = super::binding_live_at(now);
+    match origination {
+        Some(_) => format!(
+            "NOT EXISTS (SELECT 1 FROM bindings b WHERE b.redirect_did = {did} AND b.origination_did IS NULL AND {live}) \
+             AND NOT EXISTS (SELECT 1 FROM bindings b WHERE b.redirect_did = {did} AND b.origination_did = {orig} AND {live})"
+        ),
+        None => format!("NOT EXISTS (SELECT 1 FROM bindings b WHERE b.redirect_did = {did} AND {live})"),
+    }
+}
+
+/// Checks that `redirect` is the account's and free for `origination`;
+/// returns the DID's formats.
 async fn check_redirect(
     tx: &mut WriteTx,
     account_sid: &str,
@@ -416,22 +515,24 @@ async fn check_redirect(
     origination: Option<&str>,
     except_sid: Option<&str>,
     now: i64,
-) -> Result<()> {
-    let owned = sqlx::query("SELECT 1 FROM dids WHERE account_sid = $1 AND phonenumber = $2")
-        .bind(account_sid)
-        .bind(redirect)
-        .fetch_optional(tx.conn())
-        .await?;
-    if owned.is_none() {
+) -> Result<NumberInfo> {
+    let owned = sqlx::query(
+        "SELECT country_code, in_country_format, international_format FROM dids WHERE account_sid = $1 AND phonenumber = $2",
+    )
+    .bind(account_sid)
+    .bind(redirect)
+    .fetch_optional(tx.conn())
+    .await?;
+    let Some(did) = owned else {
         return Err(no_did(format!("{redirect} is not a DID of this account")));
-    }
-    let except_param = if origination.is_some() { 5 } else { 4 };
-    let sql = format!(
-        "SELECT b.binding_sid FROM bindings b WHERE b.account_sid = $1 AND b.redirect_did = $3 AND {} \
-         AND b.binding_sid <> ${except_param} LIMIT 1",
-        blocking(origination)
-    );
-    let mut q = sqlx::query(AssertSqlSafe(sql.clone()))
+    };
+    let info = NumberInfo {
+        country_code: did.try_get(0)?,
+        in_country_format: did.try_get(1)?,
+        international_format: did.try_get(2)?,
+        phonenumber: redirect.to_string(),
+    };
+    let mut q = sqlx::query(AssertSqlSafe(conflict_sql(origination)))
         .bind(account_sid)
         .bind(now)
         .bind(redirect);
@@ -442,16 +543,14 @@ async fn check_redirect(
     if let Some(row) = q.fetch_optional(tx.conn()).await? {
         let other: String = row.try_get(0)?;
         let message = match origination {
-            Some(o) => format!(
-                "{redirect} already has a live binding ({other}) that serves {o} or every caller"
-            ),
+            Some(o) => format!("{redirect} already has a live binding ({other}) that serves {o} or every caller"),
             None => format!(
                 "{redirect} already has a live binding ({other}); a binding with no origination_did needs the DID alone"
             ),
         };
         return Err(no_did(message));
     }
-    Ok(())
+    Ok(info)
 }
 
 /// Picks a free DID for the draft: the caller's country first, then
@@ -463,45 +562,42 @@ async fn allocate(
     draft: &BindingDraft,
     fallback: Option<&str>,
     now: i64,
-) -> Result<String> {
+) -> Result<NumberInfo> {
+    let blocked = free_condition("d.phonenumber", "$3", "$2", draft.origination_did.as_deref());
     let sql = format!(
-        "SELECT d.phonenumber, d.country_code FROM dids d WHERE d.account_sid = $1 AND $2 = $2 AND NOT EXISTS \
-         (SELECT 1 FROM bindings b WHERE b.redirect_did = d.phonenumber AND {}) ORDER BY d.phonenumber",
-        blocking(draft.origination_did.as_deref())
-            .replace("$3", "d.phonenumber")
-            .replace("$4", "$3")
+        "SELECT d.phonenumber, d.country_code, d.in_country_format, d.international_format FROM dids d \
+         WHERE d.account_sid = $1 AND {blocked} ORDER BY d.phonenumber"
     );
-    let mut q = sqlx::query(AssertSqlSafe(sql.clone()))
-        .bind(account_sid)
-        .bind(now);
+    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(account_sid).bind(now);
     if let Some(o) = &draft.origination_did {
         q = q.bind(o.clone());
     }
     let rows = q.fetch_all(tx.conn()).await?;
-    let mut free: Vec<(String, String)> = Vec::with_capacity(rows.len());
+    let mut free: Vec<NumberInfo> = Vec::with_capacity(rows.len());
     for r in &rows {
-        free.push((r.try_get(0)?, r.try_get(1)?));
+        free.push(NumberInfo {
+            phonenumber: r.try_get(0)?,
+            country_code: r.try_get(1)?,
+            in_country_format: r.try_get(2)?,
+            international_format: r.try_get(3)?,
+        });
     }
-    let country_of = |n: &Option<String>| {
-        n.as_deref()
-            .and_then(|d| PhoneNumber::parse(d).ok())
-            .and_then(|p| p.country_alpha3())
-    };
-    let in_country = |c: &str| free.iter().find(|(_, cc)| cc == c).map(|(n, _)| n.clone());
-    if let Some(c) = country_of(&draft.origination_did)
-        && let Some(n) = in_country(c)
+    let country_of = |n: Option<&str>| n.and_then(|d| PhoneNumber::parse(d).ok()).and_then(|p| p.country_alpha3());
+    let in_country = |c: &str| free.iter().find(|d| d.country_code == c).cloned();
+    if let Some(c) = country_of(draft.origination_did.as_deref())
+        && let Some(d) = in_country(c)
     {
-        return Ok(n);
+        return Ok(d);
     }
     if let Some(f) = fallback {
         return in_country(f).ok_or_else(|| no_did(format!("no free DID of this account in {f}")));
     }
-    if let Some(c) = country_of(&Some(draft.destination_did.clone()))
-        && let Some(n) = in_country(c)
+    if let Some(c) = country_of(Some(&draft.destination_did))
+        && let Some(d) = in_country(c)
     {
-        return Ok(n);
+        return Ok(d);
     }
-    free.into_iter().next().map(|(n, _)| n).ok_or_else(|| {
-        no_did("cannot find redirect_did: every DID of this account is taken for this caller")
-    })
+    free.into_iter()
+        .next()
+        .ok_or_else(|| no_did("cannot find redirect_did: every DID of this account is taken for this caller"))
 }

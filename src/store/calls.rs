@@ -95,6 +95,9 @@ impl Store {
                 .await?;
                 if claimed.rows_affected() == 1 {
                     binding.origination_did = Some(c.to_string());
+                    if let Some(cache) = &self.binding_cache {
+                        cache.wrote(&binding.binding_sid, Some(&binding));
+                    }
                     return Ok(Some(binding));
                 }
                 // Another caller took it first: this caller may still be

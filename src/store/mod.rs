@@ -101,12 +101,24 @@ pub struct Store {
     /// SQLite has one writer at a time; waiting here instead of in
     /// SQLite's busy handler keeps writes fast and fair.
     sqlite_writer: Arc<Mutex<()>>,
+    /// Bindings by SID, on SQLite only (see [`bindings::BindingCache`]).
+    pub(crate) binding_cache: Option<bindings::BindingCache>,
 }
 
-/// A write transaction, serialised per account (see the module doc).
+/// A write serialised per account (see the module doc): in PostgreSQL a
+/// transaction holding the account row's lock; in SQLite a connection in
+/// autocommit mode behind the process's single writer lock (every write of
+/// bindings and dialouts goes through that lock, so its statements see no
+/// interleaved writes, and each statement is atomic on its own; this saves
+/// the BEGIN and COMMIT round trips to SQLite's worker thread).
 pub struct WriteTx {
-    tx: Transaction<'static, Any>,
-    _writer: Option<OwnedMutexGuard<()>>,
+    conn: WriteConn,
+    writer: Option<OwnedMutexGuard<()>>,
+}
+
+enum WriteConn {
+    Tx(Transaction<'static, Any>),
+    Autocommit(sqlx::pool::PoolConnection<Any>),
 }
 
 impl Store {
@@ -154,6 +166,10 @@ impl Store {
             .max_connections(config.max_connections)
             .min_connections(0)
             .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
+            // A ping before every checkout doubles the round trips of a
+            // read; a dead connection fails its query instead (503 once)
+            // and is replaced.
+            .test_before_acquire(false)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if is_sqlite {
@@ -171,6 +187,7 @@ impl Store {
             pool,
             dialect,
             sqlite_writer: Arc::new(Mutex::new(())),
+            binding_cache: (dialect == Dialect::Sqlite).then(bindings::BindingCache::new),
         };
         match dialect {
             Dialect::Sqlite => SQLITE_MIGRATIONS.run(&store.pool).await?,
@@ -201,10 +218,10 @@ impl Store {
         match self.dialect {
             Dialect::Sqlite => {
                 let guard = self.sqlite_writer.clone().lock_owned().await;
-                let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+                let conn = self.pool.acquire().await?;
                 Ok(WriteTx {
-                    tx,
-                    _writer: Some(guard),
+                    conn: WriteConn::Autocommit(conn),
+                    writer: Some(guard),
                 })
             }
             Dialect::Postgres => {
@@ -213,7 +230,10 @@ impl Store {
                     .bind(account_sid)
                     .execute(&mut *tx)
                     .await?;
-                Ok(WriteTx { tx, _writer: None })
+                Ok(WriteTx {
+                    conn: WriteConn::Tx(tx),
+                    writer: None,
+                })
             }
         }
     }
@@ -300,15 +320,21 @@ impl Store {
 }
 
 impl WriteTx {
-    /// The transaction's connection.
+    /// The connection to run statements on.
     pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.tx
+        match &mut self.conn {
+            WriteConn::Tx(tx) => tx,
+            WriteConn::Autocommit(c) => c,
+        }
     }
 
-    /// Commits.
-    pub async fn commit(self) -> Result<()> {
-        self.tx.commit().await?;
-        Ok(())
+    /// Commits; returns the SQLite writer lock, still held, so that the
+    /// caller can update in-memory state in the same order as the writes.
+    pub async fn commit(self) -> Result<Option<OwnedMutexGuard<()>>> {
+        if let WriteConn::Tx(tx) = self.conn {
+            tx.commit().await?;
+        }
+        Ok(self.writer)
     }
 }
 
@@ -346,3 +372,8 @@ pub(crate) fn json_map(
 /// The SQL condition "binding `b` is live at `$2`".
 pub(crate) const BINDING_LIVE: &str = "(b.max_expires_at IS NULL OR b.max_expires_at > $2) \
      AND (b.origination_did IS NOT NULL OR b.wait_expires_at IS NULL OR b.wait_expires_at > $2)";
+
+/// The SQL condition "binding `b` is live at the time in placeholder `now`".
+pub(crate) fn binding_live_at(now: &str) -> String {
+    BINDING_LIVE.replace("$2", now)
+}

@@ -1,0 +1,85 @@
+"""Flow fragments for uas.xml and tails for uac_call.xml (used by run-sip-tests.sh)."""
+
+def resp(code, reason, sdp=False, contact=True, rr=False, cseq="[last_CSeq:]"):
+    lines = [f"SIP/2.0 {code} {reason}", "[last_Via:]"]
+    if rr:
+        lines.append("Record-Route: <sip:[local_ip]:[local_port];lr;brr=uas-side>")
+    lines += ["[last_From:]", "[last_To:];tag=[pid]SIPpTag01[call_number]", "[last_Call-ID:]", cseq]
+    if contact:
+        lines.append("Contact: <sip:bob@[local_ip]:[local_port];transport=[transport]>")
+    if sdp:
+        lines += ["Content-Type: application/sdp", "Content-Length: [len]", "",
+                  "v=0", "o=bob 1 1 IN IP[local_ip_type] [local_ip]", "s=-",
+                  "c=IN IP[media_ip_type] [media_ip]", "t=0 0",
+                  "m=audio [media_port] RTP/AVP @B_FORMATS@", "@B_RTPMAPS@"]
+    else:
+        lines.append("Content-Length: 0")
+    return "<send><![CDATA[\n\n" + "\n".join(lines) + "\n\n]]></send>"
+
+def plain_ok():
+    return ("<send><![CDATA[\n\nSIP/2.0 200 OK\n[last_Via:]\n[last_From:]\n[last_To:]\n[last_Call-ID:]\n"
+            "[last_CSeq:]\nContent-Length: 0\n\n]]></send>")
+
+PLAY = '<nop><action><exec play_pcap_audio="/usr/share/sip-tester/g711a.pcap"/></action></nop>'
+
+BYE = """<send retrans="500"><![CDATA[
+
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[routes]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+CSeq: 2 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>"""
+
+def bye_from_uac():
+    return BYE.replace("[routes]\n", "").replace("[last_From:]", "From: @FROM@;tag=[pid]SIPpTag00[call_number]").replace(
+        "[last_Call-ID:]", "Call-ID: [call_id]")
+
+FLOWS = {
+    "answer": resp(180, "Ringing") + resp(200, "OK", sdp=True, rr=True)
+    + '<recv request="ACK" crlf="true"/>' + PLAY
+    + '<recv request="BYE"/>' + plain_ok() + '<timewait milliseconds="1000"/>',
+    "answer_bye": resp(180, "Ringing") + resp(200, "OK", sdp=True, rr=True)
+    + '<recv request="ACK" crlf="true"/>' + PLAY + '<pause milliseconds="4000"/>'
+    + BYE.replace("[last_From:]", "From:[$bto];tag=[pid]SIPpTag01[call_number]").replace("[last_To:]", "To:[$bfrom]")
+    + '<recv response="200"/><timewait milliseconds="500"/>',
+    "busy": resp(486, "Busy Here", contact=False) + '<recv request="ACK"/><timewait milliseconds="500"/>',
+    "ring_cancel": resp(180, "Ringing") + '<recv request="CANCEL"/>' + plain_ok()
+    + resp(487, "Request Terminated", contact=False, cseq="CSeq: 1 INVITE") + '<recv request="ACK"/><timewait milliseconds="500"/>',
+    "ring_forever": resp(180, "Ringing") + '<recv request="CANCEL"/>' + plain_ok()
+    + resp(487, "Request Terminated", contact=False, cseq="CSeq: 1 INVITE")
+    + '<recv request="ACK"/><timewait milliseconds="500"/>',
+    "early_media": resp(183, "Session Progress", sdp=True) + '<pause milliseconds="300"/>'
+    + resp(200, "OK", sdp=True) + '<recv request="ACK" crlf="true"/>' + PLAY
+    + '<recv request="BYE"/>' + plain_ok() + '<timewait milliseconds="1000"/>',
+    # The callee answers 200 right after our CANCEL (the race of RFC 3261
+    # §9.2): we must ACK that 200 and BYE the callee; the caller already has 487.
+    "cancel_crosses_200": resp(180, "Ringing") + '<recv request="CANCEL"/>' + plain_ok()
+    + resp(200, "OK", sdp=True, cseq="CSeq: 1 INVITE")
+    + '<recv request="ACK"/><recv request="BYE"/>' + plain_ok() + '<timewait milliseconds="500"/>',
+    "late_cancel": '<pause milliseconds="1500"/>' + resp(180, "Ringing") + '<recv request="CANCEL"/>' + plain_ok()
+    + resp(487, "Request Terminated", contact=False, cseq="CSeq: 1 INVITE") + '<recv request="ACK"/><timewait milliseconds="500"/>',
+}
+
+TAILS = {
+    "caller_bye": '<pause milliseconds="@HOLD_MS@"/>' + bye_from_uac() + '<recv response="200" crlf="true"/>',
+    "callee_bye": '<recv request="BYE"/>' + plain_ok() + '<timewait milliseconds="500"/>',
+}
+
+PROVISIONALS = {
+    "any": '<recv response="100" optional="true" response_txn="invite"/>'
+    '<recv response="180" optional="true" response_txn="invite"/>'
+    '<recv response="183" optional="true" response_txn="invite"/>',
+    # 183 must come, carrying our SDP (our address, a relay port), not B's.
+    "sdp183": '<recv response="100" optional="true" response_txn="invite"/>'
+    '<recv response="183" response_txn="invite"><action>'
+    '<ereg regexp="c=IN IP4 127\\.0\\.0\\.1" search_in="body" check_it="true" assign_to="p183"/>'
+    '<ereg regexp="m=audio 2[0-9]{4} RTP/AVP 8 101" search_in="body" check_it="true" assign_to="p183"/>'
+    '<ereg regexp="o=bob|:17000|SIPpTag01" search_in="msg" check_it_inverse="true" assign_to="p183"/>'
+    '<log message="[$p183]"/></action></recv>',
+}
