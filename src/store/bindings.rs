@@ -170,7 +170,10 @@ impl BindingCache {
 
     /// Records the state a writer just committed (under the writer lock).
     pub(crate) fn wrote(&self, sid: &str, state: Option<&Binding>) {
-        self.0.insert(sid.to_string(), state.map(|b| std::sync::Arc::new(b.clone())));
+        self.0.insert(
+            sid.to_string(),
+            state.map(|b| std::sync::Arc::new(b.clone())),
+        );
     }
 }
 
@@ -205,6 +208,13 @@ impl Store {
         draft: &BindingDraft,
         opts: &CreateOptions,
     ) -> Result<Binding> {
+        // The formats of a given DID are read before the write lock is
+        // taken (they only change when a DID is re-added), so that the lock
+        // is held for one statement; ownership is checked again inside it.
+        let given = match &draft.redirect_did {
+            Some(r) => Some(self.did_formats(account_sid, r).await?),
+            None => None,
+        };
         let mut tx = self.begin_write(account_sid).await?;
         let now = now_ms();
         if opts.reuse
@@ -213,18 +223,29 @@ impl Store {
             tx.commit().await?;
             return Ok(existing);
         }
-        let info = match &draft.redirect_did {
-            Some(r) => did_info(&mut tx, account_sid, r).await?,
-            None => allocate(&mut tx, account_sid, draft, opts.fallback_country.as_deref(), now).await?,
+        let info = match given {
+            Some(info) => info,
+            None => {
+                allocate(
+                    &mut tx,
+                    account_sid,
+                    draft,
+                    opts.fallback_country.as_deref(),
+                    now,
+                )
+                .await?
+            }
         };
         let created = built(new_sid(), account_sid, draft, info, now, now);
-        // Insert only if no live binding blocks this DID for this caller: the
-        // check and the insert are one statement.
+        // Insert only if the DID is still the account's and no live binding
+        // blocks it for this caller: the checks and the insert are one
+        // statement.
         let origination = created.origination_did.as_deref();
         let sql = format!(
             "INSERT INTO bindings (binding_sid, account_sid, name, destination_did, origination_did, redirect_did, dtmf, \
              attributes, date_created, max_expires_at, wait_expires_at) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 WHERE {}",
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 \
+             WHERE EXISTS (SELECT 1 FROM dids WHERE account_sid = $2 AND phonenumber = $6) AND {}",
             free_condition("$6", "$5", "$12", origination)
         );
         let inserted = sqlx::query(AssertSqlSafe(sql))
@@ -243,9 +264,20 @@ impl Store {
             .execute(tx.conn())
             .await?;
         if inserted.rows_affected() == 0 {
-            // Say which binding is in the way.
-            check_redirect(&mut tx, account_sid, &created.redirect_did, origination, None, now).await?;
-            return Err(no_did(format!("{} is taken for this caller", created.redirect_did)));
+            // Say whether the DID is gone or which binding is in the way.
+            check_redirect(
+                &mut tx,
+                account_sid,
+                &created.redirect_did,
+                origination,
+                None,
+                now,
+            )
+            .await?;
+            return Err(no_did(format!(
+                "{} is taken for this caller",
+                created.redirect_did
+            )));
         }
         let lock = tx.commit().await?;
         if let Some(cache) = &self.binding_cache {
@@ -255,26 +287,63 @@ impl Store {
         Ok(created)
     }
 
+    /// The formats of the account's DID `number`, or a conflict on
+    /// `redirect_did` when the account has no such DID. Read without a
+    /// write lock.
+    async fn did_formats(&self, account_sid: &str, number: &str) -> Result<NumberInfo> {
+        let key = (account_sid.to_string(), number.to_string());
+        if let Some(info) = self.did_formats.get(&key) {
+            return Ok(info);
+        }
+        let mut conn = self.pool.acquire().await?;
+        let row = sqlx::query(
+            "SELECT country_code, in_country_format, international_format FROM dids WHERE account_sid = $1 AND phonenumber = $2",
+        )
+        .bind(account_sid)
+        .bind(number)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(did) = row else {
+            return Err(no_did(format!("{number} is not a DID of this account")));
+        };
+        let info = NumberInfo {
+            country_code: did.try_get(0)?,
+            in_country_format: did.try_get(1)?,
+            international_format: did.try_get(2)?,
+            phonenumber: number.to_string(),
+        };
+        self.did_formats.insert(key, info.clone());
+        Ok(info)
+    }
+
     /// The live binding `sid` of the account.
     pub async fn get_binding(&self, account_sid: &str, sid: &str) -> Result<Binding> {
         let now = now_ms();
         let Some(cache) = &self.binding_cache else {
             let mut conn = self.pool.acquire().await?;
-            return fetch(&mut conn, account_sid, sid, now).await?.ok_or(StoreError::NotFound);
+            return fetch(&mut conn, account_sid, sid, now)
+                .await?
+                .ok_or(StoreError::NotFound);
         };
         let entry = match cache.0.get(sid) {
             Some(entry) => entry,
             None => {
-                let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM {FROM} WHERE b.binding_sid = $1")))
-                    .bind(sid)
-                    .fetch_optional(&self.pool)
-                    .await?;
+                let row = sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM {FROM} WHERE b.binding_sid = $1"
+                )))
+                .bind(sid)
+                .fetch_optional(&self.pool)
+                .await?;
                 let Some(row) = row else {
                     return Err(StoreError::NotFound);
                 };
                 let read = std::sync::Arc::new(map_row(&row)?);
                 // Fill only if no writer recorded a newer state meanwhile.
-                cache.0.entry(sid.to_string()).or_insert(Some(read)).into_value()
+                cache
+                    .0
+                    .entry(sid.to_string())
+                    .or_insert(Some(read))
+                    .into_value()
             }
         };
         match entry {
@@ -295,16 +364,38 @@ impl Store {
 
     /// Replaces the stored state of binding `sid` with `draft` (PATCH and
     /// PUT have already merged it); the same DID rules as on create.
-    pub async fn update_binding(&self, account_sid: &str, sid: &str, draft: &BindingDraft) -> Result<Binding> {
+    pub async fn update_binding(
+        &self,
+        account_sid: &str,
+        sid: &str,
+        draft: &BindingDraft,
+    ) -> Result<Binding> {
         let mut tx = self.begin_write(account_sid).await?;
         let now = now_ms();
-        let current = fetch(tx.conn(), account_sid, sid, now).await?.ok_or(StoreError::NotFound)?;
+        let current = fetch(tx.conn(), account_sid, sid, now)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         let redirect = draft
             .redirect_did
             .clone()
             .ok_or_else(|| no_did("a binding keeps its redirect_did"))?;
-        let info = check_redirect(&mut tx, account_sid, &redirect, draft.origination_did.as_deref(), Some(sid), now).await?;
-        let updated = built(sid.to_string(), account_sid, draft, info, current.date_created, now);
+        let info = check_redirect(
+            &mut tx,
+            account_sid,
+            &redirect,
+            draft.origination_did.as_deref(),
+            Some(sid),
+            now,
+        )
+        .await?;
+        let updated = built(
+            sid.to_string(),
+            account_sid,
+            draft,
+            info,
+            current.date_created,
+            now,
+        );
         sqlx::query(
             "UPDATE bindings SET name = $1, destination_did = $2, origination_did = $3, redirect_did = $4, dtmf = $5, \
              attributes = $6, max_expires_at = $7, wait_expires_at = $8 WHERE binding_sid = $9 AND account_sid = $10",
@@ -365,10 +456,12 @@ impl Store {
         let _w = self.writer().await;
         // Two index range scans (max_expires_at, wait_expires_at), not a
         // scan of the whole table under the writer lock.
-        let by_max = sqlx::query("DELETE FROM bindings WHERE max_expires_at IS NOT NULL AND max_expires_at <= $1")
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await?;
+        let by_max = sqlx::query(
+            "DELETE FROM bindings WHERE max_expires_at IS NOT NULL AND max_expires_at <= $1",
+        )
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
         let by_wait = sqlx::query(
             "DELETE FROM bindings WHERE wait_expires_at IS NOT NULL AND wait_expires_at <= $1 AND origination_did IS NULL",
         )
@@ -380,7 +473,14 @@ impl Store {
 }
 
 /// The binding a write produces, without reading it back.
-fn built(sid: String, account_sid: &str, draft: &BindingDraft, info: NumberInfo, date_created: i64, now: i64) -> Binding {
+fn built(
+    sid: String,
+    account_sid: &str,
+    draft: &BindingDraft,
+    info: NumberInfo,
+    date_created: i64,
+    now: i64,
+) -> Binding {
     Binding {
         binding_sid: sid,
         account_sid: account_sid.to_string(),
@@ -470,27 +570,6 @@ fn conflict_sql(origination: Option<&str>) -> String {
     }
 }
 
-/// The formats of the account's DID `redirect`, or a conflict when the
-/// account has no such DID.
-async fn did_info(tx: &mut WriteTx, account_sid: &str, redirect: &str) -> Result<NumberInfo> {
-    let row = sqlx::query(
-        "SELECT country_code, in_country_format, international_format FROM dids WHERE account_sid = $1 AND phonenumber = $2",
-    )
-    .bind(account_sid)
-    .bind(redirect)
-    .fetch_optional(tx.conn())
-    .await?;
-    let Some(did) = row else {
-        return Err(no_did(format!("{redirect} is not a DID of this account")));
-    };
-    Ok(NumberInfo {
-        country_code: did.try_get(0)?,
-        in_country_format: did.try_get(1)?,
-        international_format: did.try_get(2)?,
-        phonenumber: redirect.to_string(),
-    })
-}
-
 /// The condition "DID `did` is free for origination `orig`" (placeholders),
 /// at the time in placeholder `now`: no live binding without origination,
 /// and, for a caller, none with the same origination; for no caller, no
@@ -502,7 +581,9 @@ fn free_condition(did: &str, orig: &str, now: &str, origination: Option<&str>) -
             "NOT EXISTS (SELECT 1 FROM bindings b WHERE b.redirect_did = {did} AND b.origination_did IS NULL AND {live}) \
              AND NOT EXISTS (SELECT 1 FROM bindings b WHERE b.redirect_did = {did} AND b.origination_did = {orig} AND {live})"
         ),
-        None => format!("NOT EXISTS (SELECT 1 FROM bindings b WHERE b.redirect_did = {did} AND {live})"),
+        None => {
+            format!("NOT EXISTS (SELECT 1 FROM bindings b WHERE b.redirect_did = {did} AND {live})")
+        }
     }
 }
 
@@ -543,7 +624,9 @@ async fn check_redirect(
     if let Some(row) = q.fetch_optional(tx.conn()).await? {
         let other: String = row.try_get(0)?;
         let message = match origination {
-            Some(o) => format!("{redirect} already has a live binding ({other}) that serves {o} or every caller"),
+            Some(o) => format!(
+                "{redirect} already has a live binding ({other}) that serves {o} or every caller"
+            ),
             None => format!(
                 "{redirect} already has a live binding ({other}); a binding with no origination_did needs the DID alone"
             ),
@@ -563,7 +646,12 @@ async fn allocate(
     fallback: Option<&str>,
     now: i64,
 ) -> Result<NumberInfo> {
-    let blocked = free_condition("d.phonenumber", "$3", "$2", draft.origination_did.as_deref());
+    let blocked = free_condition(
+        "d.phonenumber",
+        "$3",
+        "$2",
+        draft.origination_did.as_deref(),
+    );
     let sql = format!(
         "SELECT d.phonenumber, d.country_code, d.in_country_format, d.international_format FROM dids d \
          WHERE d.account_sid = $1 AND {blocked} ORDER BY d.phonenumber"
@@ -582,7 +670,10 @@ async fn allocate(
             international_format: r.try_get(3)?,
         });
     }
-    let country_of = |n: Option<&str>| n.and_then(|d| PhoneNumber::parse(d).ok()).and_then(|p| p.country_alpha3());
+    let country_of = |n: Option<&str>| {
+        n.and_then(|d| PhoneNumber::parse(d).ok())
+            .and_then(|p| p.country_alpha3())
+    };
     let in_country = |c: &str| free.iter().find(|d| d.country_code == c).cloned();
     if let Some(c) = country_of(draft.origination_did.as_deref())
         && let Some(d) = in_country(c)
@@ -597,7 +688,7 @@ async fn allocate(
     {
         return Ok(d);
     }
-    free.into_iter()
-        .next()
-        .ok_or_else(|| no_did("cannot find redirect_did: every DID of this account is taken for this caller"))
+    free.into_iter().next().ok_or_else(|| {
+        no_did("cannot find redirect_did: every DID of this account is taken for this caller")
+    })
 }

@@ -103,6 +103,10 @@ pub struct Store {
     sqlite_writer: Arc<Mutex<()>>,
     /// Bindings by SID, on SQLite only (see [`bindings::BindingCache`]).
     pub(crate) binding_cache: Option<bindings::BindingCache>,
+    /// Formats of DIDs by (account, number), for 60 s: they only change
+    /// when a DID is re-added, and whether the account still owns the DID is
+    /// checked inside every write that uses it.
+    pub(crate) did_formats: moka::sync::Cache<(String, String), crate::model::phone::NumberInfo>,
 }
 
 /// A write serialised per account (see the module doc): in PostgreSQL a
@@ -188,6 +192,10 @@ impl Store {
             dialect,
             sqlite_writer: Arc::new(Mutex::new(())),
             binding_cache: (dialect == Dialect::Sqlite).then(bindings::BindingCache::new),
+            did_formats: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
         };
         match dialect {
             Dialect::Sqlite => SQLITE_MIGRATIONS.run(&store.pool).await?,
