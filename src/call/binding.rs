@@ -31,6 +31,12 @@ use crate::sip::number::uri_number;
 /// (64*T1, RFC 3261 §9.1, §17.1.1.2).
 const CANCEL_WAIT: Duration = Duration::from_secs(32);
 
+/// Once the drain time is over, how long a call that has answered A may
+/// still wait for B's final response before it is recorded and ends. Below
+/// the 5 s the core gives calls to finish, so the call detail record is
+/// still written.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
+
 /// Answers a request that gets no call with a final response, then keeps
 /// the transaction alive for retransmissions and the ACK.
 pub(crate) async fn reject(mut tx: Transaction, code: u16) {
@@ -529,6 +535,7 @@ impl InboundCall {
         let ring = tokio::time::sleep(ctx.cfg.ring_timeout);
         tokio::pin!(ring);
         let mut give_up_at: Option<tokio::time::Instant> = None;
+        let mut shutting_down = false;
         loop {
             let b_done_wait = async {
                 match give_up_at {
@@ -543,12 +550,19 @@ impl InboundCall {
                     self.fail_a(code, "system");
                     self.cancel_b();
                 }
-                _ = ctx.hangup_all.cancelled(), if self.a_final.is_none() => {
+                _ = ctx.hangup_all.cancelled(), if !shutting_down => {
+                    // Drain time over: A gets 503 if it is still waiting, and
+                    // a B leg that owes us a final response (Timer B can be
+                    // 32 s away) gets only a short wait, so the call ends and
+                    // is recorded before the core stops.
+                    shutting_down = true;
                     self.fail_a(503, "system");
                     self.cancel_b();
+                    let soon = tokio::time::Instant::now() + SHUTDOWN_WAIT;
+                    give_up_at = Some(give_up_at.map_or(soon, |d| d.min(soon)));
                 }
                 _ = b_done_wait => {
-                    warn!("B leg never answered our CANCEL; giving up");
+                    warn!("no final response from the B leg; giving up on it");
                     return;
                 }
                 ev = self.events.recv() => match ev {

@@ -8,6 +8,8 @@ pub mod router;
 
 mod binding;
 mod registry;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,6 +1,6 @@
 //! The one coupling between call control and the store: [`CallRouter`].
-//! [`StaticRouter`] is an in-memory implementation for tests and the thin
-//! binary.
+//! [`StaticRouter`] is an in-memory implementation for tests (the server
+//! routes through the store, `crate::routing::StoreRouter`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
