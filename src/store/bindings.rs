@@ -215,6 +215,30 @@ impl Store {
             Some(r) => Some(self.did_formats(account_sid, r).await?),
             None => None,
         };
+        // With a given DID and no reuse, the insert is one conditional
+        // statement: on SQLite it joins a group commit.
+        if let (Some(info), false, Some(batcher)) = (&given, opts.reuse, &self.insert_batcher) {
+            let now = now_ms();
+            let created = built(new_sid(), account_sid, draft, info.clone(), now, now);
+            if batcher.insert(created.clone()).await? {
+                return Ok(created);
+            }
+            let mut tx = self.begin_write(account_sid).await?;
+            let origination = created.origination_did.as_deref();
+            check_redirect(
+                &mut tx,
+                account_sid,
+                &created.redirect_did,
+                origination,
+                None,
+                now,
+            )
+            .await?;
+            return Err(no_did(format!(
+                "{} is taken for this caller",
+                created.redirect_did
+            )));
+        }
         let mut tx = self.begin_write(account_sid).await?;
         let now = now_ms();
         if opts.reuse
@@ -237,39 +261,14 @@ impl Store {
             }
         };
         let created = built(new_sid(), account_sid, draft, info, now, now);
-        // Insert only if the DID is still the account's and no live binding
-        // blocks it for this caller: the checks and the insert are one
-        // statement.
-        let origination = created.origination_did.as_deref();
-        let sql = format!(
-            "INSERT INTO bindings (binding_sid, account_sid, name, destination_did, origination_did, redirect_did, dtmf, \
-             attributes, date_created, max_expires_at, wait_expires_at) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 \
-             WHERE EXISTS (SELECT 1 FROM dids WHERE account_sid = $2 AND phonenumber = $6) AND {}",
-            free_condition("$6", "$5", "$12", origination)
-        );
-        let inserted = sqlx::query(AssertSqlSafe(sql))
-            .bind(&created.binding_sid)
-            .bind(account_sid)
-            .bind(&created.name)
-            .bind(&created.destination_did)
-            .bind(created.origination_did.clone())
-            .bind(&created.redirect_did)
-            .bind(created.dtmf.clone())
-            .bind(serde_json::Value::Object(created.attributes.clone()).to_string())
-            .bind(now)
-            .bind(created.max_expires_at)
-            .bind(created.wait_expires_at)
-            .bind(now)
-            .execute(tx.conn())
-            .await?;
-        if inserted.rows_affected() == 0 {
+        let inserted = insert_if_free(tx.conn(), &created, now).await?;
+        if !inserted {
             // Say whether the DID is gone or which binding is in the way.
             check_redirect(
                 &mut tx,
                 account_sid,
                 &created.redirect_did,
-                origination,
+                created.origination_did.as_deref(),
                 None,
                 now,
             )
@@ -470,6 +469,134 @@ impl Store {
         .await?;
         Ok(by_max.rows_affected() + by_wait.rows_affected())
     }
+}
+
+/// Inserts `b` only if its DID is still the account's and no live binding
+/// blocks it for this caller (DESIGN.md's uniqueness rule), in one
+/// statement; returns whether it was inserted.
+async fn insert_if_free(conn: &mut sqlx::AnyConnection, b: &Binding, now: i64) -> Result<bool> {
+    let sql = format!(
+        "INSERT INTO bindings (binding_sid, account_sid, name, destination_did, origination_did, redirect_did, dtmf, \
+         attributes, date_created, max_expires_at, wait_expires_at) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 \
+         WHERE EXISTS (SELECT 1 FROM dids WHERE account_sid = $2 AND phonenumber = $6) AND {}",
+        free_condition("$6", "$5", "$12", b.origination_did.as_deref())
+    );
+    let done = sqlx::query(AssertSqlSafe(sql))
+        .bind(&b.binding_sid)
+        .bind(&b.account_sid)
+        .bind(&b.name)
+        .bind(&b.destination_did)
+        .bind(b.origination_did.clone())
+        .bind(&b.redirect_did)
+        .bind(b.dtmf.clone())
+        .bind(serde_json::Value::Object(b.attributes.clone()).to_string())
+        .bind(b.date_created)
+        .bind(b.max_expires_at)
+        .bind(b.wait_expires_at)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Group commit of binding inserts on SQLite.
+///
+/// A SQLite commit costs far more than an insert (the WAL frames of every
+/// page the insert touched are written per transaction), so concurrent
+/// creates are queued to one task that runs whatever has queued up, up to
+/// 64, in one transaction under the writer lock, then answers each. Alone,
+/// an insert runs at once in its own transaction; under load the commits
+/// are shared. Each insert keeps its own uniqueness check (the statement
+/// sees the inserts before it in the same transaction).
+#[derive(Clone)]
+pub(crate) struct InsertBatcher {
+    jobs: tokio::sync::mpsc::Sender<(Binding, tokio::sync::oneshot::Sender<Result<bool>>)>,
+}
+
+impl InsertBatcher {
+    /// Starts the batch task over `store`'s pool and writer lock.
+    pub(crate) fn start(
+        pool: sqlx::AnyPool,
+        writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+        cache: Option<BindingCache>,
+    ) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(
+            Binding,
+            tokio::sync::oneshot::Sender<Result<bool>>,
+        )>(1024);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut jobs = vec![first];
+                while jobs.len() < 64 {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let _lock = writer.lock().await;
+                let results = run_batch(&pool, &jobs).await;
+                for ((binding, reply), result) in jobs.into_iter().zip(results) {
+                    if let (Ok(true), Some(cache)) = (&result, &cache) {
+                        cache.wrote(&binding.binding_sid, Some(&binding));
+                    }
+                    let _ = reply.send(result);
+                }
+            }
+        });
+        Self { jobs: tx }
+    }
+
+    /// Inserts `b` if free (see [`insert_if_free`]); whether it was.
+    pub(crate) async fn insert(&self, b: Binding) -> Result<bool> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send((b, reply))
+            .await
+            .map_err(|_| StoreError::Unavailable("the insert queue is closed".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the insert queue stopped".into()))?
+    }
+}
+
+/// Runs one batch; one result per job, in order.
+async fn run_batch(
+    pool: &sqlx::AnyPool,
+    jobs: &[(Binding, tokio::sync::oneshot::Sender<Result<bool>>)],
+) -> Vec<Result<bool>> {
+    let now = now_ms();
+    let fail_all = |e: sqlx::Error| -> Vec<Result<bool>> {
+        let msg = e.to_string();
+        jobs.iter()
+            .map(|_| Err(StoreError::from(sqlx::Error::Protocol(msg.clone()))))
+            .collect()
+    };
+    let mut conn = match pool.acquire().await {
+        Ok(c) => c,
+        Err(e) => {
+            let unavailable = StoreError::from(e).to_string();
+            return jobs
+                .iter()
+                .map(|_| Err(StoreError::Unavailable(unavailable.clone())))
+                .collect();
+        }
+    };
+    if jobs.len() == 1 {
+        return vec![insert_if_free(&mut conn, &jobs[0].0, now).await];
+    }
+    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+        return fail_all(e);
+    }
+    let mut results = Vec::with_capacity(jobs.len());
+    for (b, _) in jobs {
+        results.push(insert_if_free(&mut conn, b, now).await);
+    }
+    if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        return fail_all(e);
+    }
+    results
 }
 
 /// The binding a write produces, without reading it back.

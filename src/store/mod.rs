@@ -107,6 +107,8 @@ pub struct Store {
     /// when a DID is re-added, and whether the account still owns the DID is
     /// checked inside every write that uses it.
     pub(crate) did_formats: moka::sync::Cache<(String, String), crate::model::phone::NumberInfo>,
+    /// Group commit of binding inserts, on SQLite only.
+    pub(crate) insert_batcher: Option<bindings::InsertBatcher>,
 }
 
 /// A write serialised per account (see the module doc): in PostgreSQL a
@@ -187,11 +189,21 @@ impl Store {
             })
             .connect_with(options)
             .await?;
+        let sqlite_writer = Arc::new(Mutex::new(()));
+        let binding_cache = (dialect == Dialect::Sqlite).then(bindings::BindingCache::new);
+        let insert_batcher = (dialect == Dialect::Sqlite).then(|| {
+            bindings::InsertBatcher::start(
+                pool.clone(),
+                sqlite_writer.clone(),
+                binding_cache.clone(),
+            )
+        });
         let store = Store {
             pool,
             dialect,
-            sqlite_writer: Arc::new(Mutex::new(())),
-            binding_cache: (dialect == Dialect::Sqlite).then(bindings::BindingCache::new),
+            sqlite_writer,
+            binding_cache,
+            insert_batcher,
             did_formats: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
