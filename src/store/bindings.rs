@@ -295,22 +295,7 @@ impl Store {
             return Ok(info);
         }
         let mut conn = self.pool.acquire().await?;
-        let row = sqlx::query(
-            "SELECT country_code, in_country_format, international_format FROM dids WHERE account_sid = $1 AND phonenumber = $2",
-        )
-        .bind(account_sid)
-        .bind(number)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some(did) = row else {
-            return Err(no_did(format!("{number} is not a DID of this account")));
-        };
-        let info = NumberInfo {
-            country_code: did.try_get(0)?,
-            in_country_format: did.try_get(1)?,
-            international_format: did.try_get(2)?,
-            phonenumber: number.to_string(),
-        };
+        let info = query_did_formats(&mut conn, account_sid, number).await?;
         self.did_formats.insert(key, info.clone());
         Ok(info)
     }
@@ -714,6 +699,31 @@ fn free_condition(did: &str, orig: &str, now: &str, origination: Option<&str>) -
     }
 }
 
+/// The formats of the account's DID `number`, or a conflict on
+/// `redirect_did` when the account has no such DID.
+async fn query_did_formats(
+    conn: &mut sqlx::AnyConnection,
+    account_sid: &str,
+    number: &str,
+) -> Result<NumberInfo> {
+    let row = sqlx::query(
+        "SELECT country_code, in_country_format, international_format FROM dids WHERE account_sid = $1 AND phonenumber = $2",
+    )
+    .bind(account_sid)
+    .bind(number)
+    .fetch_optional(conn)
+    .await?;
+    let Some(did) = row else {
+        return Err(no_did(format!("{number} is not a DID of this account")));
+    };
+    Ok(NumberInfo {
+        country_code: did.try_get(0)?,
+        in_country_format: did.try_get(1)?,
+        international_format: did.try_get(2)?,
+        phonenumber: number.to_string(),
+    })
+}
+
 /// Checks that `redirect` is the account's and free for `origination`;
 /// returns the DID's formats.
 async fn check_redirect(
@@ -724,22 +734,7 @@ async fn check_redirect(
     except_sid: Option<&str>,
     now: i64,
 ) -> Result<NumberInfo> {
-    let owned = sqlx::query(
-        "SELECT country_code, in_country_format, international_format FROM dids WHERE account_sid = $1 AND phonenumber = $2",
-    )
-    .bind(account_sid)
-    .bind(redirect)
-    .fetch_optional(tx.conn())
-    .await?;
-    let Some(did) = owned else {
-        return Err(no_did(format!("{redirect} is not a DID of this account")));
-    };
-    let info = NumberInfo {
-        country_code: did.try_get(0)?,
-        in_country_format: did.try_get(1)?,
-        international_format: did.try_get(2)?,
-        phonenumber: redirect.to_string(),
-    };
+    let info = query_did_formats(tx.conn(), account_sid, redirect).await?;
     let mut q = sqlx::query(AssertSqlSafe(conflict_sql(origination)))
         .bind(account_sid)
         .bind(now)
