@@ -1,7 +1,8 @@
 """Counts RTP packets in a loopback capture.
 
-usage: rtpcount.py PCAP DST_PORT SRC_LOW SRC_HIGH [PT]
-Prints the number of UDP packets to DST_PORT whose source port is in
+usage: rtpcount.py PCAP DST_PORT|DST_LOW-DST_HIGH SRC_LOW SRC_HIGH [PT]
+Prints the number of UDP packets to DST_PORT (or a port in the DST range)
+whose source port is in
 [SRC_LOW, SRC_HIGH] (our relay) and, when PT is given, whose RTP payload type
 is PT. Handles Linux cooked (SLL), Ethernet and raw/loopback link types."""
 import struct
@@ -39,11 +40,13 @@ def packets(path):
 
 
 def main():
-    path, dport, low, high = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    path, low, high = sys.argv[1], int(sys.argv[3]), int(sys.argv[4])
+    dst = sys.argv[2].split("-", 1)
+    dlow, dhigh = int(dst[0]), int(dst[-1])
     pt = int(sys.argv[5]) if len(sys.argv) > 5 else None
     n = 0
     for sp, dp, payload in packets(path):
-        if dp != dport or not low <= sp <= high or len(payload) < 12:
+        if not dlow <= dp <= dhigh or not low <= sp <= high or len(payload) < 12:
             continue
         if pt is not None and payload[1] & 0x7F != pt:
             continue
