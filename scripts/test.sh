@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Runs every test of the project: formatting, lints, unit tests and the
-# end-to-end tests (real HTTP against SQLite and PostgreSQL).
+# Runs every test of the project: formatting, lints, unit tests, the
+# end-to-end tests of the REST API (real HTTP against SQLite and PostgreSQL),
+# and the end-to-end SIP tests (sip-tests/run-sip-tests.sh: the release
+# binary between SIPp callers and callees, and one call from baresip).
 #
 # Needs: cargo; PostgreSQL on 127.0.0.1:5432 with trust auth (started here if
-# installed but stopped, installed from Debian's packages if missing).
+# installed but stopped, installed from Debian's packages if missing); for the
+# SIP tests sipp, tcpdump (run as root), baresip, python3, curl and ss
+# (installed from Debian's packages when missing).
 # Environment: MEDIATOR_TEST_PG overrides the admin URL
 # (postgres://postgres@127.0.0.1:5432/postgres).
 set -euo pipefail
@@ -11,15 +15,45 @@ cd "$(dirname "$0")/.."
 
 log() { printf '== %s\n' "$*" >&2; }
 
+APT_UPDATED=0
+apt_install() { # PACKAGE...: installs Debian packages (apt-get update once per run)
+    export DEBIAN_FRONTEND=noninteractive
+    if [ "$APT_UPDATED" = 0 ]; then
+        apt-get update -qq
+        APT_UPDATED=1
+    fi
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# The SIP tests' tools, as command and Debian package.
+SIP_TOOLS="sipp:sip-tester tcpdump:tcpdump baresip:baresip python3:python3 curl:curl ss:iproute2"
+
+ensure_sip_tools() {
+    local missing=() pair
+    for pair in $SIP_TOOLS; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing the SIP tests' tools from Debian's packages: ${missing[*]}"
+        apt_install "${missing[@]}" || log "apt-get install ${missing[*]} failed"
+    fi
+    local bad=()
+    for pair in $SIP_TOOLS; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || bad+=("${pair%%:*} (package ${pair#*:})")
+    done
+    if [ ${#bad[@]} -gt 0 ]; then
+        log "cannot run the SIP tests, missing: ${bad[*]}"
+        return 1
+    fi
+}
+
 ensure_postgres() {
     if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
         return 0
     fi
     if ! command -v pg_ctlcluster >/dev/null 2>&1; then
         log "PostgreSQL is not installed: installing Debian's package"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends postgresql postgresql-client >/dev/null
+        apt_install postgresql postgresql-client
         # Trust local TCP connections, as the test machines are set up.
         local hba
         hba=$(ls /etc/postgresql/*/main/pg_hba.conf | head -n1)
@@ -47,6 +81,7 @@ drop_stale_test_databases() {
 
 ensure_postgres
 drop_stale_test_databases
+ensure_sip_tools
 
 log "cargo fmt --check"
 cargo fmt --check
@@ -58,3 +93,8 @@ cargo test --all-targets 2>&1 | tee target/test-output.txt
 passed=$(grep -Eo '[0-9]+ passed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
 echo "rust: $passed passed, $failed failed"
+
+log "SIP end to end (release build, SIPp and baresip): sip-tests/run-sip-tests.sh"
+cargo build --release --quiet
+# Last line "N passed, M failed"; non-zero exit on any failure (set -e).
+MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/run-sip-tests.sh
