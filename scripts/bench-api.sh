@@ -23,7 +23,8 @@
 #   WARMUP=3s          length of the warm-up run before each endpoint
 #   RUNS=3             measured runs per endpoint and store; medians reported
 #   CONNECTIONS=32     wrk -c
-#   THREADS=2          wrk -t
+#   THREADS=1          wrk -t (one load thread: it keeps up, and leaves the
+#                      second core to the server under test)
 #   MAX_REQUESTS       cap on the requests of one run (each wrk thread stops
 #                      after MAX_REQUESTS/THREADS responses); default 100,000
 #                      per second of DURATION, far above what 2 cores serve.
@@ -55,7 +56,7 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
 RUNS=${RUNS:-3}
 CONNECTIONS=${CONNECTIONS:-32}
-THREADS=${THREADS:-2}
+THREADS=${THREADS:-1}
 MAX_REQUESTS=${MAX_REQUESTS:-}
 SEED_BINDINGS=${SEED_BINDINGS:-1000}
 STORES=${STORES:-"sqlite postgres"}
