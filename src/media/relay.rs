@@ -88,7 +88,7 @@ struct Shared {
 pub struct Relay {
     shared: Arc<Shared>,
     cancel: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
+    task: JoinHandle<()>,
     ports: [u16; 2],
 }
 
@@ -98,8 +98,18 @@ enum Kind {
     Rtcp,
 }
 
+/// Largest datagram relayed; longer ones are cut by the kernel to this.
+const MAX_DATAGRAM: usize = 2048;
+
+/// Datagrams read from one socket before the others get a turn.
+const BURST: usize = 32;
+
 impl Relay {
     /// Starts relaying between leg A's pair and leg B's pair.
+    ///
+    /// One task serves all four sockets of the call with one buffer: a call
+    /// costs one task and 2 KiB of buffer, not one task and buffer per
+    /// socket (a long-lived call's memory is dominated by these).
     pub fn start(a: PortPair, b: PortPair) -> Relay {
         let shared = Arc::new(Shared {
             legs: Mutex::new([LegState::default(), LegState::default()]),
@@ -108,26 +118,11 @@ impl Relay {
         });
         let cancel = CancellationToken::new();
         let ports = [a.port, b.port];
-        let a = Arc::new(a);
-        let b = Arc::new(b);
-        let mut tasks = Vec::new();
-        for (from, to, fs, ts) in [(Side::A, Side::B, &a, &b), (Side::B, Side::A, &b, &a)] {
-            for kind in [Kind::Rtp, Kind::Rtcp] {
-                tasks.push(tokio::spawn(pump(
-                    shared.clone(),
-                    cancel.clone(),
-                    from,
-                    to,
-                    fs.clone(),
-                    ts.clone(),
-                    kind,
-                )));
-            }
-        }
+        let task = tokio::spawn(run(shared.clone(), cancel.clone(), [a, b]));
         Relay {
             shared,
             cancel,
-            tasks,
+            task,
             ports,
         }
     }
@@ -167,9 +162,7 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         self.cancel.cancel();
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.task.abort();
     }
 }
 
@@ -180,63 +173,86 @@ fn socket(p: &PortPair, kind: Kind) -> &UdpSocket {
     }
 }
 
-async fn pump(
-    shared: Arc<Shared>,
-    cancel: CancellationToken,
-    from: Side,
-    to: Side,
-    from_pair: Arc<PortPair>,
-    to_pair: Arc<PortPair>,
-    kind: Kind,
-) {
-    let mut buf = vec![0u8; 2048];
-    let rx = socket(&from_pair, kind);
-    let tx = socket(&to_pair, kind);
+/// The relay task: waits until one of the four sockets is readable, then
+/// forwards what it holds (at most [`BURST`] datagrams per turn).
+async fn run(shared: Arc<Shared>, cancel: CancellationToken, pairs: [PortPair; 2]) {
+    let mut buf = [0u8; MAX_DATAGRAM];
+    let [a, b] = &pairs;
     loop {
-        let (n, src) = tokio::select! {
+        let (from, kind, ready) = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = rx.recv_from(&mut buf) => match r {
+            r = a.rtp.readable() => (Side::A, Kind::Rtp, r),
+            r = b.rtp.readable() => (Side::B, Kind::Rtp, r),
+            r = a.rtcp.readable() => (Side::A, Kind::Rtcp, r),
+            r = b.rtcp.readable() => (Side::B, Kind::Rtcp, r),
+        };
+        if ready.is_err() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        let to = match from {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        };
+        let rx = socket(&pairs[from.idx()], kind);
+        let tx = socket(&pairs[to.idx()], kind);
+        for _ in 0..BURST {
+            let (n, src) = match rx.try_recv_from(&mut buf) {
                 Ok(v) => v,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(_) => {
                     // ICMP errors surface here on some systems; never spin.
                     tokio::time::sleep(Duration::from_millis(5)).await;
-                    continue;
+                    break;
                 }
-            },
-        };
-        let (dest, codecs) = {
-            let Ok(mut legs) = shared.legs.lock() else {
-                return;
             };
-            let now = Instant::now();
-            let leg = &mut legs[from.idx()];
-            let remote = match kind {
-                Kind::Rtp => &mut leg.rtp,
-                Kind::Rtcp => &mut leg.rtcp,
-            };
-            if !remote.accept(src, now) {
-                continue;
-            }
-            let from_codec = leg.codec;
-            let out = &legs[to.idx()];
-            let dest = match kind {
-                Kind::Rtp => out.rtp.target(),
-                Kind::Rtcp => out.rtcp.target(),
-            };
-            (dest, (from_codec, out.codec))
-        };
-        shared.received[from.idx()].fetch_add(1, Ordering::Relaxed);
-        let Some(dest) = dest else { continue };
-        let pkt = &mut buf[..n];
-        if kind == Kind::Rtp {
-            let (Some(f), Some(t)) = codecs else { continue };
-            if !translate(pkt, &f, &t) {
-                continue;
-            }
+            forward(&shared, from, to, kind, &mut buf[..n], src, tx).await;
         }
-        if tx.send_to(pkt, dest).await.is_ok() {
-            shared.sent[to.idx()].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Forwards one datagram received on leg `from` out of leg `to`'s socket
+/// `tx`, when its source is accepted and the other leg has a target.
+async fn forward(
+    shared: &Shared,
+    from: Side,
+    to: Side,
+    kind: Kind,
+    pkt: &mut [u8],
+    src: SocketAddr,
+    tx: &UdpSocket,
+) {
+    let (dest, codecs) = {
+        let Ok(mut legs) = shared.legs.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        let leg = &mut legs[from.idx()];
+        let remote = match kind {
+            Kind::Rtp => &mut leg.rtp,
+            Kind::Rtcp => &mut leg.rtcp,
+        };
+        if !remote.accept(src, now) {
+            return;
         }
+        let from_codec = leg.codec;
+        let out = &legs[to.idx()];
+        let dest = match kind {
+            Kind::Rtp => out.rtp.target(),
+            Kind::Rtcp => out.rtcp.target(),
+        };
+        (dest, (from_codec, out.codec))
+    };
+    shared.received[from.idx()].fetch_add(1, Ordering::Relaxed);
+    let Some(dest) = dest else { return };
+    if kind == Kind::Rtp {
+        let (Some(f), Some(t)) = codecs else { return };
+        if !translate(pkt, &f, &t) {
+            return;
+        }
+    }
+    if tx.send_to(pkt, dest).await.is_ok() {
+        shared.sent[to.idx()].fetch_add(1, Ordering::Relaxed);
     }
 }
 
