@@ -71,7 +71,8 @@ PORTS=$(python3 "$HERE/freeport.py" --ip 127.0.0.1 --ip 127.0.0.2 5060 5080 5070
 read -r SIP_PORT UAS_PORT UAC_PORT UAC2_PORT API_PORT BS_SIP_PORT BS_CTRL_PORT <<<"$PORTS"
 PORTS=$(python3 "$HERE/freeport.py" --pair 16000 17000 16010) || abort "no free media ports"
 read -r A_MP B_MP A2_MP <<<"$PORTS"
-RTP_LOW=20000 RTP_HIGH=20999      # Mediator's relay ports
+RTP_LOW=41000 RTP_HIGH=41999      # Mediator's relay ports (away from the default 20000-29999)
+RTP_RE='41[0-9]{3}'                # the same, as the regex the scenarios check SDP with
 BS_RTP_LOW=18000 BS_RTP_HIGH=18099 # baresip's RTP ports
 API="http://127.0.0.1:$API_PORT/mediator/v1"
 echo "ports: mediator $SIP_PORT, trunk (callee) $UAS_PORT, caller $UAC_PORT, REST $API_PORT, media $A_MP/$B_MP"
@@ -205,7 +206,7 @@ new_binding() {
 render() {
     local t="$1" o="$2"
     shift 2
-    python3 "$HERE/render.py" "$t" "$o" "UAS_PORT=$UAS_PORT" "UAC_PORT=$UAC_PORT" "B_MP=$B_MP" "$@"
+    python3 "$HERE/render.py" "$t" "$o" "UAS_PORT=$UAS_PORT" "UAC_PORT=$UAC_PORT" "B_MP=$B_MP" "RTP_RE=$RTP_RE" "$@"
 }
 
 CASE_T0=$(date +%s%N)

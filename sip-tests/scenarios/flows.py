@@ -79,7 +79,7 @@ PROVISIONALS = {
     "sdp183": '<recv response="100" optional="true" response_txn="invite"/>'
     '<recv response="183" response_txn="invite"><action>'
     '<ereg regexp="c=IN IP4 127\\.0\\.0\\.1" search_in="body" check_it="true" assign_to="p183"/>'
-    '<ereg regexp="m=audio 2[0-9]{4} RTP/AVP 8 101" search_in="body" check_it="true" assign_to="p183"/>'
+    '<ereg regexp="m=audio @RTP_RE@ RTP/AVP 8 101" search_in="body" check_it="true" assign_to="p183"/>'
     '<ereg regexp="o=bob|:@B_MP@|SIPpTag01" search_in="msg" check_it_inverse="true" assign_to="p183"/>'
     '<log message="[$p183]"/></action></recv>',
 }
