@@ -330,6 +330,7 @@ ANON_CHECKS=$(ereg '<ereg regexp="^INVITE sip:'$DEST_ANON'@" search_in="msg" che
 WAIT_CHECKS=$(ereg '<ereg regexp="^INVITE sip:'$DEST_WAIT'@" search_in="msg" check_it="true" assign_to="chk"/>\n<ereg regexp="&lt;sip:'$CALLER_B'@127\.0\.0\.1&gt;" search_in="hdr" header="From:" check_it="true" assign_to="chk"/>')
 OPEN_FROM_CALLER=$(ereg '<ereg regexp="^INVITE sip:'$DEST_OPEN'@127\.0\.0\.1:'$UAS_PORT'" search_in="msg" check_it="true" assign_to="chk"/>\n<ereg regexp="&lt;sip:'$CALLER'@127\.0\.0\.1&gt;" search_in="hdr" header="From:" check_it="true" assign_to="chk"/>')
 NO_CHECKS="'CHECKS='"
+VIDEO_CHECKS=$(ereg '<ereg regexp="m=video" search_in="body" check_it_inverse="true" assign_to="chk"/>')
 WAIT_180="'WAIT=<recv response=\"100\" optional=\"true\" response_txn=\"invite\"/><recv response=\"180\" response_txn=\"invite\"/>'"
 
 # Call detail records expected (cdr.py check), on top of its invariants.
@@ -396,6 +397,9 @@ suite() { # TRANSPORT LABEL
         run_case "$l-pcmu-caller-pcma-callee" "$t" $DID_OPEN uac_call.xml "$A_FROM 'FORMATS=0' 'RTPMAPS=a=rtpmap:0 PCMU/8000' PCAP=$OUT/pcmu.pcap $MF70 TAIL=caller_bye" answer "$NO_CHECKS" 1
     PT_TO_B=101 MIN_TO_B=10 \
         run_case "$l-dtmf-pt96-to-pt101" "$t" $DID_OPEN uac_call.xml "$A_FROM 'FORMATS=8 96' 'RTPMAPS=a=rtpmap:8 PCMA/8000\\na=rtpmap:96 telephone-event/8000\\na=fmtp:96 0-16' PCAP=$OUT/dtmf96.pcap $MF70 TAIL=caller_bye" answer "$NO_CHECKS" 1
+    # An offer with audio and video: the answer keeps both m-lines (RFC 3264
+    # section 6), video rejected with port 0; the B leg is offered audio only.
+    run_case "$l-video-m-line-rejected" "$t" $DID_OPEN uac_call.xml "$A_FROM 'FORMATS=8 101' 'RTPMAPS=a=rtpmap:8 PCMA/8000\\na=rtpmap:101 telephone-event/8000\\nm=video 6000 RTP/AVP 99\\na=rtpmap:99 H264/90000' 'ANSWER_CHECKS=<ereg regexp=\"m=video 0 RTP/AVP 99\" search_in=\"body\" check_it=\"true\" assign_to=\"chk\"/>' $MF70 TAIL=caller_bye" answer "$VIDEO_CHECKS" 1
     run_case "$l-delayed-offer" "$t" $DID_OPEN uac_delayed.xml "$A_FROM TAIL=caller_bye" answer "$NO_CHECKS" 1
     run_case "$l-early-media-183-sdp" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 PROVISIONALS=sdp183 TAIL=caller_bye" early_media "$NO_CHECKS" 1
     CDR="binding_sid=$SID_OPEN sip_status=480 hangup_side=system $CDR_FAILED" \
