@@ -21,7 +21,7 @@ pub(crate) enum CallEvent {
     /// A's INVITE server transaction ended.
     AGone,
     /// A response on the B leg's INVITE.
-    BResponse(Response),
+    BResponse(Box<Response>),
     /// The B leg's INVITE client transaction ended.
     BGone,
     /// A new request inside one of the call's dialogs.
