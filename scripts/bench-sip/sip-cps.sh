@@ -5,7 +5,7 @@
 # drives it (against Mediator and against Kamailio). Changes: the caller
 # number comes from CALLERS_FILE (sipp -inf, [field0] in
 # scenarios/uac_masking.xml) so that it is a valid number; the scenarios are
-# the ones next to this script.
+# the ones next to this script; the UAS's -m has room (see run_step).
 #
 # Usage:  sip-cps.sh TARGET_IP:PORT
 #   TARGET is the server under test (e.g. 127.0.0.1:5060). Pointing it at the
@@ -277,7 +277,7 @@ run_step() {
   wait_quiet
   # UAS ("trunk")
   ( cd "$dir" && exec timeout -k 5 $((tmo + 20)) "$TIME_BIN" -f '%e %U %S %M' -o uas_time.txt \
-      sipp -sf "$SCEN/uas_rr.xml" -i "$UAS_HOST" -p "$UAS_PORT" -t "$UAS_TRANSPORT" -m "$m" \
+      sipp -sf "$SCEN/uas_rr.xml" -i "$UAS_HOST" -p "$UAS_PORT" -t "$UAS_TRANSPORT" -m "$((2 * m + 100))" \
       -buff_size "$SIPP_BUFF" \
       -nostdin -trace_stat -stf uas_stat.csv -fd 1 -trace_screen -screen_file uas_screen.txt \
       -trace_err -error_file uas_err.log -max_log_size 200000000 "${uas_extra[@]}" \
@@ -308,7 +308,13 @@ run_step() {
   t1=$(date +%s.%N); s1=$(sut_ticks); u1=$(udp_errs)
   others_snapshot > "$dir/others1.txt"
 
-  stop_pid "$uas_pid" 8; forget_pid "$uas_pid"
+  # The UAS may count more "calls" than the UAC made: when it is late, an ACK
+  # that arrives while it still sends its 200 aborts that call on its side
+  # (the call itself goes on), and the BYE then opens another one. With
+  # -m equal to the UAC's, such a UAS stopped early and the last INVITEs of
+  # the step timed out (408), failures of the tool. So its -m has room and it
+  # is stopped here, 4 s after the UAC ended (its last BYEs answered).
+  stop_pid "$uas_pid" 4; forget_pid "$uas_pid"
   [ -n "$smp_pid" ] && { kill -TERM "$smp_pid" 2>/dev/null; wait "$smp_pid" 2>/dev/null; forget_pid "$smp_pid"; }
   if [ -n "$SUT_STATS_CMD" ]; then
     bash -c "$SUT_STATS_CMD" > "$dir/sut_stats.txt" 2>&1
