@@ -308,12 +308,13 @@ run_step() {
   t1=$(date +%s.%N); s1=$(sut_ticks); u1=$(udp_errs)
   others_snapshot > "$dir/others1.txt"
 
-  # The UAS may count more "calls" than the UAC made: when it is late, an ACK
-  # that arrives while it still sends its 200 aborts that call on its side
-  # (the call itself goes on), and the BYE then opens another one. With
-  # -m equal to the UAC's, such a UAS stopped early and the last INVITEs of
-  # the step timed out (408), failures of the tool. So its -m has room and it
-  # is stopped here, 4 s after the UAC ended (its last BYEs answered).
+  # The UAS may see more "calls" than the UAC made: when it is late, an ACK
+  # that arrives while it still sends its 200 aborts that call on its side,
+  # and the server's BYE for it, unanswered, is retransmitted into the next
+  # step, whose UAS counts each as a call. With -m equal to the UAC's, that
+  # UAS stopped early and the last INVITEs of its step timed out (408):
+  # failures of the tool. So its -m has room and it is stopped here, 4 s
+  # after the UAC ended (its last BYEs answered).
   stop_pid "$uas_pid" 4; forget_pid "$uas_pid"
   [ -n "$smp_pid" ] && { kill -TERM "$smp_pid" 2>/dev/null; wait "$smp_pid" 2>/dev/null; forget_pid "$smp_pid"; }
   if [ -n "$SUT_STATS_CMD" ]; then
