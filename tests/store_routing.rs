@@ -168,8 +168,149 @@ async fn call_records_are_kept(b: Backend) {
     t.stop().await;
 }
 
+/// The destination the next call from `caller` to `did` would reach.
+async fn reaches(t: &TestServer, did: &str, caller: Option<&str>) -> Option<String> {
+    t.store()
+        .route_inbound(did, caller, now_ms())
+        .await
+        .unwrap()
+        .map(|b| b.destination_did)
+}
+
+/// Lookups are cached on SQLite (src/store/route_cache.rs): every change
+/// made through the API shows in the very next lookup, on both stores.
+async fn lookups_follow_every_change_of_a_binding(b: Backend) {
+    let t = TestServer::start(b).await;
+    let caller = Some("15162065401");
+    let open = t.binding("alice", json!({"destination_did": "15162065302", "redirect_did": "15162065338", "wait_origination_did_ttl": -1})).await;
+    let path = format!("/bindings/{}", open["binding_sid"].as_str().unwrap());
+    assert_eq!(
+        reaches(&t, "15162065338", caller).await.as_deref(),
+        Some("15162065302")
+    );
+    assert_eq!(
+        reaches(&t, "15162065338", None).await.as_deref(),
+        Some("15162065302")
+    );
+    // A new destination.
+    let (s, v) = t
+        .patch("alice", &path, json!({"destination_did": "15162065305"}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        reaches(&t, "15162065338", caller).await.as_deref(),
+        Some("15162065305")
+    );
+    assert_eq!(
+        reaches(&t, "15162065338", None).await.as_deref(),
+        Some("15162065305")
+    );
+    // Moved to another DID: the old one routes nowhere, the new one does.
+    let (s, v) = t
+        .patch("alice", &path, json!({"redirect_did": "15162065337"}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(reaches(&t, "15162065338", caller).await, None);
+    assert_eq!(
+        reaches(&t, "15162065337", caller).await.as_deref(),
+        Some("15162065305")
+    );
+    // Now only for one caller.
+    let (s, v) = t
+        .patch("alice", &path, json!({"origination_did": "15162065401"}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        reaches(&t, "15162065337", caller).await.as_deref(),
+        Some("15162065305")
+    );
+    assert_eq!(reaches(&t, "15162065337", Some("15162065402")).await, None);
+    assert_eq!(reaches(&t, "15162065337", None).await, None);
+    // Deleted: nobody; re-created: found again.
+    let (s, v) = t.delete("alice", &path).await;
+    assert_eq!(s, 204, "{v}");
+    assert_eq!(reaches(&t, "15162065337", caller).await, None);
+    t.binding("alice", json!({"destination_did": "15162065306", "redirect_did": "15162065337", "origination_did": "15162065401"})).await;
+    assert_eq!(
+        reaches(&t, "15162065337", caller).await.as_deref(),
+        Some("15162065306")
+    );
+    // A binding for another caller on the same DID leaves this one alone.
+    t.binding("alice", json!({"destination_did": "15162065307", "redirect_did": "15162065337", "origination_did": "15162065402"})).await;
+    assert_eq!(
+        reaches(&t, "15162065337", caller).await.as_deref(),
+        Some("15162065306")
+    );
+    assert_eq!(
+        reaches(&t, "15162065337", Some("15162065402"))
+            .await
+            .as_deref(),
+        Some("15162065307")
+    );
+    t.stop().await;
+}
+
+fn record(binding_sid: &str, i: usize) -> CallDetail {
+    // PostgreSQL refuses a NUL character in text; SQLite stores it.
+    let number_src = if i == 150 {
+        "1516\u{0}2065401".to_string()
+    } else {
+        format!("1516206{i:04}")
+    };
+    CallDetail {
+        binding_sid: Some(binding_sid.to_string()),
+        kind: "binding".into(),
+        direction: "inbound".into(),
+        number_src,
+        number_dst: "15162065301".into(),
+        number_redirect: "15162065337".into(),
+        date_start: 1_000 + i as i64,
+        date_answer: None,
+        date_stop: 2_000 + i as i64,
+        duration: 0,
+        sip_status: 486,
+        hangup_side: Some("callee".into()),
+    }
+}
+
+/// Records written at once share statements (group commit); each is
+/// stored once, and one record the database refuses does not lose the
+/// others in its batch.
+async fn concurrent_call_records_are_each_stored_once(b: Backend) {
+    let t = TestServer::start(b).await;
+    let bnd = t.binding("alice", json!({"destination_did": "15162065301", "redirect_did": "15162065337", "origination_did": "15162065401"})).await;
+    let sid = bnd["binding_sid"].as_str().unwrap().to_string();
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let store = t.store().clone();
+        let cdr = record(&sid, i);
+        tasks.push(tokio::spawn(async move {
+            store.insert_call(&cdr).await.map(|_| ())
+        }));
+    }
+    let mut failed = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        if task.await.unwrap().is_err() {
+            failed.push(i);
+        }
+    }
+    let refused: Vec<usize> = match b {
+        Backend::Sqlite => vec![],
+        Backend::Postgres => vec![150],
+    };
+    assert_eq!(failed, refused);
+    let expected: Vec<CallDetail> = (0..300)
+        .filter(|i| !refused.contains(i))
+        .map(|i| record(&sid, i))
+        .collect();
+    assert_eq!(t.store().calls_of_binding(&sid).await.unwrap(), expected);
+    t.stop().await;
+}
+
 on_both_stores!(
     lookup_follows_the_documented_order,
     racing_first_callers_cannot_both_win,
-    call_records_are_kept
+    call_records_are_kept,
+    lookups_follow_every_change_of_a_binding,
+    concurrent_call_records_are_each_stored_once
 );

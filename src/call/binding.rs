@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rsipstack::sip::{Method, Request, Response, SipMessage, prelude::HeadersExt};
 use rsipstack::transaction::Transaction;
-use rsipstack::transaction::transaction::TransactionEvent;
+use rsipstack::transaction::transaction::{TransactionEvent, TransactionEventSender};
 use rsipstack::transport::{SipAddr, SipConnection};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tracing::{debug, info, warn};
@@ -51,22 +51,47 @@ pub(crate) fn drive(mut tx: Transaction) {
     tokio::spawn(async move { while tx.receive().await.is_some() {} });
 }
 
-/// Entry point for a new INVITE (no To tag).
-pub(crate) async fn handle_invite(ctx: Arc<Ctx>, mut tx: Transaction) {
+/// Entry point for a new INVITE (no To tag): admission, then the call.
+///
+/// The spawned task lives as long as the call, and tokio allocates it at
+/// the size of its largest state: admission (with the futures of the
+/// rejections) runs boxed and the call's state is boxed, so the task holds
+/// only what an established call needs.
+pub(crate) async fn handle_invite(ctx: Arc<Ctx>, tx: Box<Transaction>) {
+    let Some(mut call) = Box::pin(admit(ctx, tx)).await else {
+        return;
+    };
+    call.run().await;
+    call.record().await;
+}
+
+/// Checks a new INVITE (draining, trusted source, Max-Forwards, Require,
+/// Request-URI) and answers it when it can become no call; else the call.
+async fn admit(ctx: Arc<Ctx>, tx: Box<Transaction>) -> Option<Box<InboundCall>> {
+    let mut tx = *tx;
     let _ = tx.send_trying().await; // RFC 3261 §17.2.1: at once
     let req = tx.original.clone();
     if ctx.draining.load(Ordering::SeqCst) {
         info!("shutting down: 503 to new INVITE");
-        return reject(tx, 503).await;
+        {
+            reject(tx, 503).await;
+            return None;
+        }
     }
     let trusted = source_ip(&req).is_some_and(|ip| ctx.cfg.is_trusted(ip));
     if !trusted {
         info!(src = ?source_ip(&req), "untrusted source: 403");
-        return reject(tx, 403).await;
+        {
+            reject(tx, 403).await;
+            return None;
+        }
     }
     let mf = max_forwards(&req).unwrap_or(70);
     if mf == 0 {
-        return reject(tx, 483).await; // RFC 3261 §16.3 step 3
+        {
+            reject(tx, 483).await;
+            return None;
+        } // RFC 3261 §16.3 step 3
     }
     // We support no extensions: a Require we cannot honour is 420 (RFC 3261 §8.2.2.3).
     let required: Vec<String> = crate::sip::message::header_values(&req, "Require")
@@ -88,7 +113,8 @@ pub(crate) async fn handle_invite(ctx: Arc<Ctx>, mut tx: Transaction) {
                 None,
             )
             .await;
-        return drive(tx);
+        drive(tx);
+        return None;
     }
     let ruri = req.uri.to_string();
     let scheme_ok = ruri.split(':').next().is_some_and(|s| {
@@ -97,10 +123,16 @@ pub(crate) async fn handle_invite(ctx: Arc<Ctx>, mut tx: Transaction) {
             .any(|x| s.eq_ignore_ascii_case(x))
     });
     if !scheme_ok {
-        return reject(tx, 416).await; // RFC 3261 §8.2.2.1
+        {
+            reject(tx, 416).await;
+            return None;
+        } // RFC 3261 §8.2.2.1
     }
     let Some(redirect) = uri_number(&ruri) else {
-        return reject(tx, 404).await;
+        {
+            reject(tx, 404).await;
+            return None;
+        }
     };
     let (events_tx, events) = unbounded_channel();
     let mut guard = ctx.registry.enter();
@@ -124,7 +156,7 @@ pub(crate) async fn handle_invite(ctx: Arc<Ctx>, mut tx: Transaction) {
         let _ = ev.send(CallEvent::AGone);
     });
     let caller = caller_of(&req);
-    let mut call = InboundCall {
+    Some(Box::new(InboundCall {
         ctx,
         a_tag: new_tag(),
         invite: req,
@@ -152,9 +184,7 @@ pub(crate) async fn handle_invite(ctx: Arc<Ctx>, mut tx: Transaction) {
         a_offer: None,
         a_codec: None,
         b_sdp: None,
-    };
-    call.run().await;
-    call.record().await;
+    }))
 }
 
 struct BLeg {
@@ -172,7 +202,7 @@ struct InboundCall {
     ctx: Arc<Ctx>,
     a_tag: String,
     invite: Request,
-    a_sender: UnboundedSender<TransactionEvent>,
+    a_sender: TransactionEventSender,
     a_conn: Option<SipConnection>,
     events: UnboundedReceiver<CallEvent>,
     events_tx: UnboundedSender<CallEvent>,

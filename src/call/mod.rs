@@ -168,7 +168,7 @@ async fn dispatch(ctx: Arc<Ctx>, mut incoming: TransactionReceiver) {
         let in_dialog = has_to_tag(&tx);
         match method {
             Method::Invite if !in_dialog => {
-                tokio::spawn(binding::handle_invite(ctx.clone(), tx));
+                tokio::spawn(binding::handle_invite(ctx.clone(), Box::new(tx)));
             }
             Method::Options if !in_dialog => {
                 tokio::spawn(reply(tx, 200, true));

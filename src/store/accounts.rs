@@ -172,6 +172,13 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        // Its bindings are gone with it (ON DELETE CASCADE).
+        if let Some(cache) = &self.binding_cache {
+            cache.clear();
+        }
+        if let Some(routes) = &self.route_cache {
+            routes.changed_all();
+        }
         Ok(())
     }
 

@@ -168,6 +168,12 @@ impl BindingCache {
         )
     }
 
+    /// Forgets every entry (under the writer lock, after a write that can
+    /// touch any binding).
+    pub(crate) fn clear(&self) {
+        self.0.invalidate_all();
+    }
+
     /// Records the state a writer just committed (under the writer lock).
     pub(crate) fn wrote(&self, sid: &str, state: Option<&Binding>) {
         self.0.insert(
@@ -281,6 +287,9 @@ impl Store {
         let lock = tx.commit().await?;
         if let Some(cache) = &self.binding_cache {
             cache.wrote(&created.binding_sid, Some(&created));
+        }
+        if let Some(routes) = &self.route_cache {
+            routes.changed(&created.redirect_did);
         }
         drop(lock);
         Ok(created)
@@ -400,6 +409,10 @@ impl Store {
         if let Some(cache) = &self.binding_cache {
             cache.wrote(sid, Some(&updated));
         }
+        if let Some(routes) = &self.route_cache {
+            routes.changed(&current.redirect_did);
+            routes.changed(&updated.redirect_did);
+        }
         drop(lock);
         Ok(updated)
     }
@@ -409,18 +422,22 @@ impl Store {
         let _w = self.writer().await;
         let done = sqlx::query(AssertSqlSafe(format!(
             "DELETE FROM bindings WHERE binding_sid = $1 AND account_sid = $3 AND binding_sid IN \
-             (SELECT b.binding_sid FROM bindings b WHERE b.binding_sid = $1 AND {BINDING_LIVE})"
+             (SELECT b.binding_sid FROM bindings b WHERE b.binding_sid = $1 AND {BINDING_LIVE}) \
+             RETURNING redirect_did"
         )))
         .bind(sid)
         .bind(now_ms())
         .bind(account_sid)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
+        let Some(row) = done else {
             return Err(StoreError::NotFound);
-        }
+        };
         if let Some(cache) = &self.binding_cache {
             cache.wrote(sid, None);
+        }
+        if let Some(routes) = &self.route_cache {
+            routes.changed(&row.try_get::<String, _>("redirect_did")?);
         }
         Ok(())
     }
@@ -505,6 +522,7 @@ impl InsertBatcher {
         pool: sqlx::AnyPool,
         writer: std::sync::Arc<tokio::sync::Mutex<()>>,
         cache: Option<BindingCache>,
+        routes: Option<super::route_cache::RouteCache>,
     ) -> Self {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(
             Binding,
@@ -524,6 +542,9 @@ impl InsertBatcher {
                 for ((binding, reply), result) in jobs.into_iter().zip(results) {
                     if let (Ok(true), Some(cache)) = (&result, &cache) {
                         cache.wrote(&binding.binding_sid, Some(&binding));
+                    }
+                    if let (Ok(true), Some(routes)) = (&result, &routes) {
+                        routes.changed(&binding.redirect_did);
                     }
                     let _ = reply.send(result);
                 }

@@ -4,7 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{BINDING_LIVE, Result, Store};
+use super::{BINDING_LIVE, Result, Store, StoreError};
 use crate::model::binding::Binding;
 use crate::model::new_sid;
 
@@ -45,6 +45,34 @@ fn map(row: &AnyRow) -> Result<Binding> {
     super::bindings::map_row(row)
 }
 
+/// Which binding of the candidates a call follows, by precedence.
+enum Pick<'a> {
+    Own(&'a Binding),
+    Waiting(&'a Binding),
+    Open(&'a Binding),
+    None,
+}
+
+/// The documented precedence over `candidates` (oldest first), each live
+/// at `now_ms`: the caller's own binding, else one waiting for its first
+/// caller (not for an anonymous caller), else an open one.
+fn pick<'a>(candidates: &'a [Binding], caller: Option<&str>, now_ms: i64) -> Pick<'a> {
+    let live = || candidates.iter().filter(|b| b.is_live(now_ms));
+    if let Some(c) = caller {
+        if let Some(b) = live().find(|b| b.origination_did.as_deref() == Some(c)) {
+            return Pick::Own(b);
+        }
+        if let Some(b) = live().find(|b| b.origination_did.is_none() && b.wait_expires_at.is_some())
+        {
+            return Pick::Waiting(b);
+        }
+    }
+    match live().find(|b| b.origination_did.is_none() && b.wait_expires_at.is_none()) {
+        Some(b) => Pick::Open(b),
+        None => Pick::None,
+    }
+}
+
 impl Store {
     /// The live binding an inbound call to `redirect_did` from `caller`
     /// follows (DESIGN.md, "SIP and media decisions"): the binding whose
@@ -52,37 +80,38 @@ impl Store {
     /// caller, which takes this caller atomically (two racing first callers
     /// cannot both win); else a binding with no `origination_did` and waiting
     /// disabled. An anonymous caller (`None`) cannot take a waiting binding.
+    ///
+    /// One query reads every candidate (on SQLite usually none: they come
+    /// from the [`RouteCache`](super::route_cache::RouteCache)); only the
+    /// first caller of a waiting binding writes.
     pub async fn route_inbound(
         &self,
         redirect_did: &str,
         caller: Option<&str>,
         now_ms: i64,
     ) -> Result<Option<Binding>> {
-        let select = |extra: &str| {
-            format!(
-                "SELECT {BINDING_COLUMNS} FROM bindings b LEFT JOIN dids d ON d.phonenumber = b.redirect_did \
-                 WHERE b.redirect_did = $1 AND {BINDING_LIVE} AND {extra} ORDER BY b.date_created LIMIT 1"
-            )
+        let candidates = match &self.route_cache {
+            Some(cache) => match cache.get(redirect_did, caller) {
+                Some(hit) => hit,
+                None => {
+                    let generation = cache.generation(redirect_did);
+                    let read = self.route_candidates(redirect_did, caller, now_ms).await?;
+                    cache.put(redirect_did, caller, generation, read)
+                }
+            },
+            None => std::sync::Arc::new(super::route_cache::Candidates::uncached(
+                self.route_candidates(redirect_did, caller, now_ms).await?,
+            )),
         };
-        if let Some(c) = caller {
-            let row = sqlx::query(AssertSqlSafe(select("b.origination_did = $3")))
-                .bind(redirect_did)
-                .bind(now_ms)
-                .bind(c)
-                .fetch_optional(&self.pool)
-                .await?;
-            if let Some(r) = row {
-                return Ok(Some(map(&r)?));
-            }
-            let waiting = sqlx::query(AssertSqlSafe(select(
-                "b.origination_did IS NULL AND b.wait_expires_at IS NOT NULL",
-            )))
-            .bind(redirect_did)
-            .bind(now_ms)
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(r) = waiting {
-                let mut binding = map(&r)?;
+        match pick(&candidates.bindings, caller, now_ms) {
+            Pick::Own(b) | Pick::Open(b) => Ok(Some(b.clone())),
+            Pick::None => Ok(None),
+            Pick::Waiting(b) => {
+                let Some(c) = caller else {
+                    return Ok(None);
+                };
+                let mut binding = b.clone();
+                drop(candidates);
                 let _w = self.writer().await;
                 let claimed = sqlx::query(AssertSqlSafe(format!(
                     "UPDATE bindings SET origination_did = $3 WHERE binding_sid = $1 AND origination_did IS NULL \
@@ -98,56 +127,78 @@ impl Store {
                     if let Some(cache) = &self.binding_cache {
                         cache.wrote(&binding.binding_sid, Some(&binding));
                     }
+                }
+                // Either way the DID's bindings changed (this claim, or the
+                // one that beat it).
+                if let Some(cache) = &self.route_cache {
+                    cache.changed(redirect_did);
+                }
+                drop(_w);
+                if claimed.rows_affected() == 1 {
                     return Ok(Some(binding));
                 }
                 // Another caller took it first: this caller may still be
                 // served by a binding of its own made meanwhile; else 404.
-                drop(_w);
-                let row = sqlx::query(AssertSqlSafe(select("b.origination_did = $3")))
+                let fresh = self.route_candidates(redirect_did, caller, now_ms).await?;
+                Ok(match pick(&fresh, caller, now_ms) {
+                    Pick::Own(b) => Some(b.clone()),
+                    _ => None,
+                })
+            }
+        }
+    }
+
+    /// Every binding live at `now_ms` that a call to `redirect_did` from
+    /// `caller` could follow, oldest first: one statement, two index
+    /// lookups (the caller's own bindings, the DID's bindings without an
+    /// `origination_did`).
+    async fn route_candidates(
+        &self,
+        redirect_did: &str,
+        caller: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Vec<Binding>> {
+        let part = |extra: &str| {
+            format!(
+                "SELECT {BINDING_COLUMNS} FROM bindings b LEFT JOIN dids d ON d.phonenumber = b.redirect_did \
+                 WHERE b.redirect_did = $1 AND {extra} AND {BINDING_LIVE}"
+            )
+        };
+        let unowned = part("b.origination_did IS NULL");
+        let rows = match caller {
+            Some(c) => {
+                let sql = format!("{} UNION ALL {unowned}", part("b.origination_did = $3"));
+                sqlx::query(AssertSqlSafe(sql))
                     .bind(redirect_did)
                     .bind(now_ms)
                     .bind(c)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                return row.as_ref().map(map).transpose();
+                    .fetch_all(&self.pool)
+                    .await?
             }
-        }
-        let open = sqlx::query(AssertSqlSafe(select(
-            "b.origination_did IS NULL AND b.wait_expires_at IS NULL",
-        )))
-        .bind(redirect_did)
-        .bind(now_ms)
-        .fetch_optional(&self.pool)
-        .await?;
-        open.as_ref().map(map).transpose()
+            None => {
+                sqlx::query(AssertSqlSafe(unowned))
+                    .bind(redirect_did)
+                    .bind(now_ms)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        let mut bindings = rows.iter().map(map).collect::<Result<Vec<_>>>()?;
+        bindings.sort_by(|a, b| {
+            (a.date_created, &a.binding_sid).cmp(&(b.date_created, &b.binding_sid))
+        });
+        Ok(bindings)
     }
 
     /// Stores a call detail record; returns its SID. The account is the
-    /// binding's, else the redirect DID's owner.
+    /// binding's, else the redirect DID's owner. Concurrent records share
+    /// one statement and one commit (see [`CallRecorder`]).
+    ///
+    /// Errors: [`StoreError::Unavailable`] when the database cannot be
+    /// reached; any other database error.
     pub async fn insert_call(&self, call: &CallDetail) -> Result<String> {
         let sid = new_sid();
-        let _w = self.writer().await;
-        sqlx::query(
-            "INSERT INTO calls (call_sid, account_sid, binding_sid, type, direction, number_src, number_dst, number_redirect, \
-             date_start, date_answer, date_stop, duration, sip_status, hangup_side) VALUES ($1, \
-             COALESCE((SELECT account_sid FROM bindings WHERE binding_sid = $2), (SELECT account_sid FROM dids WHERE phonenumber = $7)), \
-             $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(&sid)
-        .bind(call.binding_sid.clone())
-        .bind(&call.kind)
-        .bind(&call.direction)
-        .bind(&call.number_src)
-        .bind(&call.number_dst)
-        .bind(&call.number_redirect)
-        .bind(call.date_start)
-        .bind(call.date_answer)
-        .bind(call.date_stop)
-        .bind(call.duration)
-        .bind(i32::from(call.sip_status))
-        .bind(call.hangup_side.clone())
-        .execute(&self.pool)
-        .await?;
+        self.call_recorder.record(sid.clone(), call.clone()).await?;
         Ok(sid)
     }
 
@@ -180,4 +231,110 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// A call detail record waiting for its batch, and who waits for it.
+type Job = (String, CallDetail, tokio::sync::oneshot::Sender<Result<()>>);
+
+/// Group commit of call detail records: calls end at the call rate, and
+/// each record written alone would cost a statement and a commit (on SQLite
+/// a round trip to its worker thread under the writer lock). A task takes
+/// what has queued up, at most [`CallRecorder::MAX_BATCH`] records, and
+/// writes them with one multi-row `INSERT`; if that fails, each record is
+/// tried alone, so one bad record cannot lose the others.
+#[derive(Clone)]
+pub(crate) struct CallRecorder {
+    jobs: tokio::sync::mpsc::Sender<Job>,
+}
+
+impl CallRecorder {
+    /// Most records in one statement (14 parameters each).
+    pub(crate) const MAX_BATCH: usize = 64;
+
+    /// Starts the batch task over `pool`; on SQLite, `writer` is the
+    /// store's writer lock.
+    pub(crate) fn start(
+        pool: sqlx::AnyPool,
+        writer: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    ) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(4096);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut jobs = vec![first];
+                while jobs.len() < Self::MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let _lock = match &writer {
+                    Some(w) => Some(w.lock().await),
+                    None => None,
+                };
+                let records: Vec<(&str, &CallDetail)> =
+                    jobs.iter().map(|(sid, c, _)| (sid.as_str(), c)).collect();
+                if jobs.len() > 1 && insert_calls(&pool, &records).await.is_ok() {
+                    for (_, _, reply) in jobs {
+                        let _ = reply.send(Ok(()));
+                    }
+                    continue;
+                }
+                for (sid, call, reply) in jobs {
+                    let _ = reply.send(insert_calls(&pool, &[(sid.as_str(), &call)]).await);
+                }
+            }
+        });
+        Self { jobs: tx }
+    }
+
+    /// Writes `call` as `sid`; returns once it is committed.
+    pub(crate) async fn record(&self, sid: String, call: CallDetail) -> Result<()> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send((sid, call, reply))
+            .await
+            .map_err(|_| StoreError::Unavailable("the call record queue is closed".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the call record queue stopped".into()))?
+    }
+}
+
+/// One `INSERT` of `records` (SID and record each).
+async fn insert_calls(pool: &sqlx::AnyPool, records: &[(&str, &CallDetail)]) -> Result<()> {
+    const PER_ROW: usize = 13;
+    let rows: Vec<String> = (0..records.len())
+        .map(|i| {
+            let p = |n: usize| format!("${}", i * PER_ROW + n);
+            format!(
+                "({}, COALESCE((SELECT account_sid FROM bindings WHERE binding_sid = {}), \
+                 (SELECT account_sid FROM dids WHERE phonenumber = {})), {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+                p(1), p(2), p(7), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11), p(12), p(13)
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO calls (call_sid, account_sid, binding_sid, type, direction, number_src, number_dst, \
+         number_redirect, date_start, date_answer, date_stop, duration, sip_status, hangup_side) VALUES {}",
+        rows.join(", ")
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for (sid, call) in records {
+        q = q
+            .bind(sid.to_string())
+            .bind(call.binding_sid.clone())
+            .bind(call.kind.clone())
+            .bind(call.direction.clone())
+            .bind(call.number_src.clone())
+            .bind(call.number_dst.clone())
+            .bind(call.number_redirect.clone())
+            .bind(call.date_start)
+            .bind(call.date_answer)
+            .bind(call.date_stop)
+            .bind(call.duration)
+            .bind(i32::from(call.sip_status))
+            .bind(call.hangup_side.clone());
+    }
+    q.execute(pool).await?;
+    Ok(())
 }

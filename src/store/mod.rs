@@ -15,6 +15,7 @@ pub mod calls;
 pub mod dialouts;
 pub mod dids;
 pub mod list;
+pub(crate) mod route_cache;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,10 +104,15 @@ pub struct Store {
     sqlite_writer: Arc<Mutex<()>>,
     /// Bindings by SID, on SQLite only (see [`bindings::BindingCache`]).
     pub(crate) binding_cache: Option<bindings::BindingCache>,
+    /// Candidate bindings of inbound calls, on SQLite only (see
+    /// [`route_cache::RouteCache`]).
+    pub(crate) route_cache: Option<route_cache::RouteCache>,
     /// Formats of DIDs by (account, number), for 60 s: they only change
     /// when a DID is re-added, and whether the account still owns the DID is
     /// checked inside every write that uses it.
     pub(crate) did_formats: moka::sync::Cache<(String, String), crate::model::phone::NumberInfo>,
+    /// Group commit of call detail records.
+    pub(crate) call_recorder: calls::CallRecorder,
     /// Group commit of binding inserts, on SQLite only.
     pub(crate) insert_batcher: Option<bindings::InsertBatcher>,
 }
@@ -191,18 +197,26 @@ impl Store {
             .await?;
         let sqlite_writer = Arc::new(Mutex::new(()));
         let binding_cache = (dialect == Dialect::Sqlite).then(bindings::BindingCache::new);
+        let route_cache = (dialect == Dialect::Sqlite).then(route_cache::RouteCache::new);
         let insert_batcher = (dialect == Dialect::Sqlite).then(|| {
             bindings::InsertBatcher::start(
                 pool.clone(),
                 sqlite_writer.clone(),
                 binding_cache.clone(),
+                route_cache.clone(),
             )
         });
+        let call_recorder = calls::CallRecorder::start(
+            pool.clone(),
+            (dialect == Dialect::Sqlite).then(|| sqlite_writer.clone()),
+        );
         let store = Store {
+            call_recorder,
             pool,
             dialect,
             sqlite_writer,
             binding_cache,
+            route_cache,
             insert_batcher,
             did_formats: moka::sync::Cache::builder()
                 .max_capacity(100_000)
