@@ -14,6 +14,10 @@ values = dict(p.split("=", 1) for p in pairs)
 if values.get("FLOW") == "answer_bye":
     values["CAPTURE"] = ('<ereg regexp="&lt;.*" search_in="hdr" header="From:" assign_to="bfrom"/>'
                          '<ereg regexp="&lt;.*" search_in="hdr" header="To:" assign_to="bto"/>')
+if values.get("FLOW") == "forked_answer":
+    # The INVITE's To (no tag) and Via, for the second fork's 2xx.
+    values["CAPTURE"] = ('<ereg regexp="&lt;.*" search_in="hdr" header="To:" assign_to="bto"/>'
+                         '<ereg regexp="SIP/2\\.0/.*" search_in="hdr" header="Via:" assign_to="bvia"/>')
 if "FLOW" in values:
     values["FLOW"] = flows.FLOWS[values["FLOW"]]
 if values.get("PROVISIONALS") in flows.PROVISIONALS:

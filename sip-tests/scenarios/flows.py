@@ -1,10 +1,11 @@
 """Flow fragments for uas.xml and tails for uac_call.xml (used by run-sip-tests.sh)."""
 
-def resp(code, reason, sdp=False, contact=True, rr=False, cseq="[last_CSeq:]"):
-    lines = [f"SIP/2.0 {code} {reason}", "[last_Via:]"]
+def resp(code, reason, sdp=False, contact=True, rr=False, cseq="[last_CSeq:]", tag="01", to="[last_To:]",
+         via="[last_Via:]"):
+    lines = [f"SIP/2.0 {code} {reason}", via]
     if rr:
         lines.append("Record-Route: <sip:[local_ip]:[local_port];lr;brr=uas-side>")
-    lines += ["[last_From:]", "[last_To:];tag=[pid]SIPpTag01[call_number]", "[last_Call-ID:]", cseq]
+    lines += ["[last_From:]", f"{to};tag=[pid]SIPpTag{tag}[call_number]", "[last_Call-ID:]", cseq]
     if contact:
         lines.append("Contact: <sip:bob@[local_ip]:[local_port];transport=[transport]>")
     if sdp:
@@ -62,6 +63,19 @@ FLOWS = {
     "cancel_crosses_200": resp(180, "Ringing") + '<recv request="CANCEL"/>' + plain_ok()
     + resp(200, "OK", sdp=True, cseq="CSeq: 1 INVITE")
     + '<recv request="ACK"/><recv request="BYE"/>' + plain_ok() + '<timewait milliseconds="500"/>',
+    # A forking proxy behind the trunk: two forks answer (To tags 01, then
+    # 02 just after our ACK of the first). Both 2xx are ACKed; the second
+    # fork gets a BYE at once (RFC 3261 §13.2.2.4), the first stays up until
+    # the caller hangs up.
+    "forked_answer": resp(180, "Ringing") + resp(200, "OK", sdp=True, rr=True)
+    + '<recv request="ACK"/>' + resp(200, "OK", sdp=True, rr=True, tag="02", to="To: [$bto]", cseq="CSeq: 1 INVITE",
+           via="Via: [$bvia]")
+    + '<recv request="ACK"><action><ereg regexp="SIPpTag02" search_in="hdr" header="To:" check_it="true" assign_to="ack2"/>'
+    '<log message="ACK for fork [$ack2]"/></action></recv>'
+    + '<recv request="BYE"><action><ereg regexp="SIPpTag02" search_in="hdr" header="To:" check_it="true" assign_to="fork"/>'
+    '<log message="BYE for fork [$fork]"/></action></recv>' + plain_ok()
+    + '<recv request="BYE"><action><ereg regexp="SIPpTag01" search_in="hdr" header="To:" check_it="true" assign_to="first"/>'
+    '<log message="BYE for fork [$first]"/></action></recv>' + plain_ok() + '<timewait milliseconds="500"/>',
     "late_cancel": '<pause milliseconds="1500"/>' + resp(180, "Ringing") + '<recv request="CANCEL"/>' + plain_ok()
     + resp(487, "Request Terminated", contact=False, cseq="CSeq: 1 INVITE") + '<recv request="ACK"/><timewait milliseconds="500"/>',
 }

@@ -431,6 +431,28 @@ impl InboundCall {
         });
     }
 
+    /// A 2xx to B's INVITE after the first one: when it comes from another
+    /// fork (another To tag; a forking proxy behind the trunk), the stack
+    /// has ACKed it and we end that dialog with BYE, keeping the first
+    /// (RFC 3261 §13.2.2.4). A retransmission of the first 2xx is left alone.
+    fn end_other_fork(&self, r: &Response) {
+        let Some(b) = self.b_leg.as_ref() else { return };
+        let Some(first) = b.dialog.as_ref() else {
+            return;
+        };
+        let tag = |v: &str| crate::sip::message::tag_of(v);
+        let this = r.to_header().ok().and_then(|h| tag(h.value()));
+        if this.is_none() || this == tag(&first.remote) {
+            return;
+        }
+        info!(to_tag = ?this, "another fork answered: ACKed, and ended with BYE");
+        let fork = b
+            .conn
+            .clone()
+            .and_then(|conn| b_dialog(&self.ctx.cfg, &b.invite, r, conn, b.dest.clone()));
+        self.bye(fork);
+    }
+
     /// Applies B's SDP (answer) to the relay, and fixes A's answer the
     /// first time.
     fn on_b_sdp(&mut self, body: &str) -> Result<(), MediaError> {
@@ -509,7 +531,9 @@ impl InboundCall {
         }
         if code < 300 {
             if b.dialog.is_some() {
-                return Flow::Continue; // retransmission (re-ACKed by the stack)
+                // A retransmission (re-ACKed by the stack), or another fork.
+                self.end_other_fork(&r);
+                return Flow::Continue;
             }
             let Some(conn) = b.conn.clone() else {
                 warn!("B answered but we have no connection to it");
@@ -733,7 +757,12 @@ impl InboundCall {
                             break;
                         }
                     }
-                    Some(CallEvent::ACancel) | Some(CallEvent::BResponse(_)) | Some(CallEvent::BGone) => {}
+                    Some(CallEvent::BResponse(r)) => {
+                        if (200..300).contains(&code_of(&r)) {
+                            self.end_other_fork(&r);
+                        }
+                    }
+                    Some(CallEvent::ACancel) | Some(CallEvent::BGone) => {}
                     Some(CallEvent::Request(tx, side)) => {
                         let mut tx = tx;
                         match tx.original.method {
