@@ -41,6 +41,11 @@ def bye_from_uac():
     return BYE.replace("[routes]\n", "").replace("[last_From:]", "From: @FROM@;tag=[pid]SIPpTag00[call_number]").replace(
         "[last_Call-ID:]", "Call-ID: [call_id]")
 
+def info_from_uac():
+    """INFO with a DTMF digit as application/dtmf-relay, in the caller's dialog."""
+    return (bye_from_uac().replace("BYE [next_url]", "INFO [next_url]").replace("CSeq: 2 BYE", "CSeq: 2 INFO")
+            .replace("Content-Length: 0", "Content-Type: application/dtmf-relay\nContent-Length: [len]\n\nSignal=5\nDuration=160"))
+
 FLOWS = {
     "answer": resp(180, "Ringing") + resp(200, "OK", sdp=True, rr=True)
     + '<recv request="ACK" crlf="true"/>' + PLAY
@@ -49,6 +54,14 @@ FLOWS = {
     + '<recv request="ACK" crlf="true"/>' + PLAY + '<pause milliseconds="4000"/>'
     + BYE.replace("[last_From:]", "From:[$bto];tag=[pid]SIPpTag01[call_number]").replace("[last_To:]", "To:[$bfrom]")
     + '<recv response="200"/><timewait milliseconds="500"/>',
+    # The caller's INFO (DTMF as application/dtmf-relay, field case BC-28)
+    # must reach the callee with its Content-Type and body.
+    "answer_info": resp(180, "Ringing") + resp(200, "OK", sdp=True, rr=True)
+    + '<recv request="ACK" crlf="true"/>'
+    + '<recv request="INFO"><action><ereg regexp="Signal=5" search_in="body" check_it="true" assign_to="info"/>'
+    '<ereg regexp="application/dtmf-relay" search_in="hdr" header="Content-Type:" check_it="true" assign_to="info"/>'
+    '<log message="INFO [$info]"/></action></recv>' + plain_ok()
+    + '<recv request="BYE"/>' + plain_ok() + '<timewait milliseconds="500"/>',
     "busy": resp(486, "Busy Here", contact=False) + '<recv request="ACK"/><timewait milliseconds="500"/>',
     "ring_cancel": resp(180, "Ringing") + '<recv request="CANCEL"/>' + plain_ok()
     + resp(487, "Request Terminated", contact=False, cseq="CSeq: 1 INVITE") + '<recv request="ACK"/><timewait milliseconds="500"/>',
@@ -81,6 +94,8 @@ FLOWS = {
 }
 
 TAILS = {
+    "caller_info_bye": '<pause milliseconds="500"/>' + info_from_uac() + '<recv response="200" crlf="true"/>'
+    + bye_from_uac().replace("CSeq: 2 BYE", "CSeq: 3 BYE") + '<recv response="200" crlf="true"/>',
     "caller_bye": '<pause milliseconds="@HOLD_MS@"/>' + bye_from_uac() + '<recv response="200" crlf="true"/>',
     "callee_bye": '<recv request="BYE"/>' + plain_ok() + '<timewait milliseconds="500"/>',
 }

@@ -778,7 +778,8 @@ impl InboundCall {
                                 break;
                             }
                             Method::Invite | Method::Update => Box::pin(self.reoffer(*tx, side)).await,
-                            Method::Options | Method::Info => {
+                            Method::Info => self.relay_info(*tx, side),
+                            Method::Options => {
                                 let _ = tx.reply(crate::sip::message::status(200)).await;
                             }
                             _ => {
@@ -790,6 +791,56 @@ impl InboundCall {
             }
         }
         self.stopped = Some(Utc::now());
+    }
+
+    /// An INFO inside the established call (RFC 6086), for example DTMF as
+    /// `application/dtmf-relay` (field case BC-28): sent on to the other
+    /// leg in its dialog with the same Content-Type, Info-Package and body;
+    /// the sender gets the other leg's final status, or 408 when it does not
+    /// answer within Timer F (64*T1). Runs beside the call, which keeps
+    /// handling its events meanwhile.
+    fn relay_info(&mut self, mut tx: Transaction, side: Side) {
+        let other = match side {
+            Side::A => self.b_leg.as_mut().and_then(|b| b.dialog.as_mut()),
+            Side::B => self.a_dialog.as_mut(),
+        };
+        let built = other.map(|d| {
+            let req = d.request(Method::Info);
+            (req, d.connection.clone(), d.destination.clone())
+        });
+        let ep = self.ctx.endpoint.clone();
+        tokio::spawn(async move {
+            let code = match built {
+                None => 481,
+                Some((Err(e), _, _)) => {
+                    warn!(error = %e, "INFO not relayed");
+                    500
+                }
+                Some((Ok(mut req), conn, dest)) => {
+                    for name in ["Content-Type", "Info-Package"] {
+                        if let Some(v) = crate::sip::message::header_value(&tx.original, name)
+                            && let Some(h) = crate::sip::message::safe_header(name, &v)
+                        {
+                            req.headers.push(h);
+                        }
+                    }
+                    req.body = tx.original.body.clone();
+                    match crate::sip::dialog::send_request(&ep, req, Some(conn), dest).await {
+                        Ok(mut out) => crate::sip::dialog::final_response(&mut out)
+                            .await
+                            .map(|r| code_of(&r))
+                            .unwrap_or(408),
+                        Err(e) => {
+                            warn!(error = %e, "INFO not relayed");
+                            503
+                        }
+                    }
+                }
+            };
+            debug!(code, "INFO relayed");
+            let _ = tx.reply(crate::sip::message::status(code)).await;
+            drive(tx);
+        });
     }
 
     /// Hands the call record to the router.
