@@ -395,6 +395,10 @@ suite() { # TRANSPORT LABEL
         run_case "$l-forked-2xx-second-fork-ended" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 $SHORT TAIL=caller_bye" forked_answer "$NO_CHECKS" 0
     CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
         run_case "$l-info-dtmf-relay-relayed" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 TAIL=caller_info_bye" answer_info "$NO_CHECKS" 0
+    CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
+        run_case "$l-hold-resume-refresh" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 TAIL=caller_hold_resume" answer_hold "$NO_CHECKS" 0
+    CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
+        run_case "$l-hold-c0000-resume" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 TAIL=caller_hold_0000" answer_hold "$NO_CHECKS" 0
     CDR="binding_sid=$SID_OPEN sip_status=487 hangup_side=caller $CDR_FAILED" \
         run_case "$l-cancel-before-180" "$t" $DID_OPEN uac_cancel.xml "$A_FROM 'WAIT=<recv response=\"100\" response_txn=\"invite\"/><pause milliseconds=\"200\"/>'" late_cancel "$NO_CHECKS" 0
     B_FORMATS=8 B_RTPMAPS='a=rtpmap:8 PCMA/8000' PT_TO_A=0 PT_TO_B=8 \

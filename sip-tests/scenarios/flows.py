@@ -1,11 +1,13 @@
 """Flow fragments for uas.xml and tails for uac_call.xml (used by run-sip-tests.sh)."""
 
 def resp(code, reason, sdp=False, contact=True, rr=False, cseq="[last_CSeq:]", tag="01", to="[last_To:]",
-         via="[last_Via:]"):
+         via="[last_Via:]", direction=None):
+    """A response of the callee; tag=None keeps the To of the request as it is (in-dialog)."""
     lines = [f"SIP/2.0 {code} {reason}", via]
     if rr:
         lines.append("Record-Route: <sip:[local_ip]:[local_port];lr;brr=uas-side>")
-    lines += ["[last_From:]", f"{to};tag=[pid]SIPpTag{tag}[call_number]", "[last_Call-ID:]", cseq]
+    to_line = to if tag is None else f"{to};tag=[pid]SIPpTag{tag}[call_number]"
+    lines += ["[last_From:]", to_line, "[last_Call-ID:]", cseq]
     if contact:
         lines.append("Contact: <sip:bob@[local_ip]:[local_port];transport=[transport]>")
     if sdp:
@@ -13,6 +15,8 @@ def resp(code, reason, sdp=False, contact=True, rr=False, cseq="[last_CSeq:]", t
                   "v=0", "o=bob 1 1 IN IP[local_ip_type] [local_ip]", "s=-",
                   "c=IN IP[media_ip_type] [media_ip]", "t=0 0",
                   "m=audio [media_port] RTP/AVP @B_FORMATS@", "@B_RTPMAPS@"]
+        if direction:
+            lines.append(f"a={direction}")
     else:
         lines.append("Content-Length: 0")
     return "<send><![CDATA[\n\n" + "\n".join(lines) + "\n\n]]></send>"
@@ -41,6 +45,58 @@ def bye_from_uac():
     return BYE.replace("[routes]\n", "").replace("[last_From:]", "From: @FROM@;tag=[pid]SIPpTag00[call_number]").replace(
         "[last_Call-ID:]", "Call-ID: [call_id]")
 
+def reinvite_from_uac(cseq, version, direction, conn="IN IP[media_ip_type] [media_ip]"):
+    """A re-INVITE of the caller with a new offer (PCMA and telephone-event, as
+    in the initial offer) asking for `direction`, with connection line `conn`."""
+    return f"""<send retrans="500" start_txn="re{cseq}"><![CDATA[
+
+INVITE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: @FROM@;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: {cseq} INVITE
+Contact: <sip:alice@[local_ip]:[local_port];transport=[transport]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=alice 53655765 {version} IN IP[local_ip_type] [local_ip]
+s=-
+c={conn}
+t=0 0
+m=audio [media_port] RTP/AVP 8 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+a={direction}
+
+]]></send>
+<recv response="100" optional="true" response_txn="re{cseq}"/>
+"""
+
+def ack_from_uac(cseq):
+    return f"""<send ack_txn="re{cseq}"><![CDATA[
+
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: @FROM@;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: {cseq} ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>"""
+
+def expect_200(cseq, direction):
+    """Our 200 to a re-INVITE: our address, and the answered direction."""
+    return (f'<recv response="200" response_txn="re{cseq}"><action>'
+            f'<ereg regexp="a={direction}" search_in="body" check_it="true" assign_to="d{cseq}"/>'
+            f'<ereg regexp="c=IN IP4 127\\.0\\.0\\.1" search_in="body" check_it="true" assign_to="d{cseq}"/>'
+            f'<ereg regexp="SIPpTag01|o=bob" search_in="msg" check_it_inverse="true" assign_to="d{cseq}"/>'
+            f'<log message="re-INVITE {cseq} answered [$d{cseq}]"/></action></recv>')
+
 def info_from_uac():
     """INFO with a DTMF digit as application/dtmf-relay, in the caller's dialog."""
     return (bye_from_uac().replace("BYE [next_url]", "INFO [next_url]").replace("CSeq: 2 BYE", "CSeq: 2 INFO")
@@ -61,6 +117,22 @@ FLOWS = {
     + '<recv request="INFO"><action><ereg regexp="Signal=5" search_in="body" check_it="true" assign_to="info"/>'
     '<ereg regexp="application/dtmf-relay" search_in="hdr" header="Content-Type:" check_it="true" assign_to="info"/>'
     '<log message="INFO [$info]"/></action></recv>' + plain_ok()
+    + '<recv request="BYE"/>' + plain_ok() + '<timewait milliseconds="500"/>',
+    # The caller holds (sendonly) and resumes (sendrecv): each re-INVITE
+    # reaches the callee with our address and the caller's direction, and
+    # the callee's answer direction comes back. The caller's third
+    # re-INVITE repeats the second (a session refresh) and must not reach
+    # the callee at all.
+    "answer_hold": resp(180, "Ringing") + resp(200, "OK", sdp=True, rr=True)
+    + '<recv request="ACK" crlf="true"/>'
+    + '<recv request="INVITE"><action><ereg regexp="a=sendonly" search_in="body" check_it="true" assign_to="h1"/>'
+    '<ereg regexp="c=IN IP4 127\\.0\\.0\\.1" search_in="body" check_it="true" assign_to="h1"/>'
+    '<ereg regexp="alice" search_in="msg" check_it_inverse="true" assign_to="h1"/>'
+    '<log message="hold [$h1]"/></action></recv>'
+    + resp(200, "OK", sdp=True, tag=None, direction="recvonly") + '<recv request="ACK"/>'
+    + '<recv request="INVITE"><action><ereg regexp="a=sendrecv" search_in="body" check_it="true" assign_to="h2"/>'
+    '<log message="resume [$h2]"/></action></recv>'
+    + resp(200, "OK", sdp=True, tag=None, direction="sendrecv") + '<recv request="ACK"/>'
     + '<recv request="BYE"/>' + plain_ok() + '<timewait milliseconds="500"/>',
     "busy": resp(486, "Busy Here", contact=False) + '<recv request="ACK"/><timewait milliseconds="500"/>',
     "ring_cancel": resp(180, "Ringing") + '<recv request="CANCEL"/>' + plain_ok()
@@ -94,6 +166,22 @@ FLOWS = {
 }
 
 TAILS = {
+    # The old hold of RFC 2543 (c=0.0.0.0, sendrecv; field case BC-07) is
+    # relayed as sendonly with our address, then resumed.
+    "caller_hold_0000": '<pause milliseconds="300"/>'
+    + reinvite_from_uac(2, 2353687638, "sendrecv", conn="IN IP4 0.0.0.0") + expect_200(2, "recvonly") + ack_from_uac(2)
+    + '<pause milliseconds="300"/>'
+    + reinvite_from_uac(3, 2353687639, "sendrecv") + expect_200(3, "sendrecv") + ack_from_uac(3)
+    + '<pause milliseconds="300"/>'
+    + reinvite_from_uac(4, 2353687639, "sendrecv") + expect_200(4, "sendrecv") + ack_from_uac(4)
+    + bye_from_uac().replace("CSeq: 2 BYE", "CSeq: 5 BYE") + '<recv response="200" crlf="true"/>',
+    "caller_hold_resume": '<pause milliseconds="300"/>'
+    + reinvite_from_uac(2, 2353687638, "sendonly") + expect_200(2, "recvonly") + ack_from_uac(2)
+    + '<pause milliseconds="300"/>'
+    + reinvite_from_uac(3, 2353687639, "sendrecv") + expect_200(3, "sendrecv") + ack_from_uac(3)
+    + '<pause milliseconds="300"/>'
+    + reinvite_from_uac(4, 2353687639, "sendrecv") + expect_200(4, "sendrecv") + ack_from_uac(4)
+    + bye_from_uac().replace("CSeq: 2 BYE", "CSeq: 5 BYE") + '<recv response="200" crlf="true"/>',
     "caller_info_bye": '<pause milliseconds="500"/>' + info_from_uac() + '<recv response="200" crlf="true"/>'
     + bye_from_uac().replace("CSeq: 2 BYE", "CSeq: 3 BYE") + '<recv response="200" crlf="true"/>',
     "caller_bye": '<pause milliseconds="@HOLD_MS@"/>' + bye_from_uac() + '<recv response="200" crlf="true"/>',

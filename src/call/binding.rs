@@ -184,6 +184,8 @@ async fn admit(ctx: Arc<Ctx>, tx: Box<Transaction>) -> Option<Box<InboundCall>> 
         a_offer: None,
         a_codec: None,
         b_sdp: None,
+        a_seen: None,
+        b_seen: None,
     }))
 }
 
@@ -226,6 +228,10 @@ struct InboundCall {
     a_offer: Option<(ParsedSdp, AudioLine)>,
     a_codec: Option<LegCodec>,
     b_sdp: Option<String>,
+    /// Origin (session id, version) of the last description from A and
+    /// from B: an offer with the same origin changes nothing.
+    a_seen: Option<(u64, u64)>,
+    b_seen: Option<(u64, u64)>,
 }
 
 /// What the event loop should do next.
@@ -318,6 +324,7 @@ impl InboundCall {
             warn!(error = %e, "cannot start B leg: 503");
             return self.fail_a(503, "system");
         }
+        self.a_seen = parsed.as_ref().map(sdp::origin_of);
         self.a_offer = parsed.map(|p| (p, a_audio));
         Box::pin(self.ringing()).await;
         if self.b_leg.as_ref().is_some_and(|b| b.dialog.is_some()) && self.a_final == Some(200) {
@@ -457,6 +464,7 @@ impl InboundCall {
     /// first time.
     fn on_b_sdp(&mut self, body: &str) -> Result<(), MediaError> {
         let parsed = sdp::parse(body)?;
+        self.b_seen = Some(sdp::origin_of(&parsed));
         let audio = parsed.audio.ok_or(MediaError::NoCommonCodec)?;
         let b_codec = sdp::answer_codec(&audio)?;
         let Some(relay) = self.relay.as_ref() else {
@@ -648,77 +656,221 @@ impl InboundCall {
         }
     }
 
-    /// Answers a re-INVITE or UPDATE on `side`: media keeps flowing through
-    /// the same ports; the peer's new address is applied (RFC 3264 §8.3.1)
-    /// and our description for that leg is repeated.
+    /// A re-INVITE or UPDATE from `side` in the established call (RFC 3261
+    /// §14, RFC 3311). An offer that changes the session (hold, resume, a
+    /// new address) is relayed to the other leg with our address in it, and
+    /// `side` gets an answer with the direction the other leg answered; an
+    /// unchanged offer (a session refresh: same origin version, RFC 3264 §8)
+    /// and an offerless re-INVITE are answered here without disturbing the
+    /// other leg. The other leg's failure (491 on glare, 488, ...) is passed
+    /// back, so the sender retries as RFC 3261 §14.1 says.
     async fn reoffer(&mut self, mut tx: Transaction, side: Side) {
         let req = tx.original.clone();
-        let ours = match side {
-            Side::A => self.a_answer.clone(),
-            Side::B => self.b_sdp.clone(),
-        };
-        let mut code = 200;
-        let mut body = ours;
-        if let Some(s) = sdp_body(&req, req.body()) {
-            match sdp::parse(&s) {
-                Ok(p) => match (p.audio.as_ref(), self.relay.as_ref()) {
-                    (Some(audio), Some(relay)) => {
-                        let current = match side {
-                            Side::A => self.a_codec,
-                            Side::B => self.b_leg.as_ref().and_then(|b| b.codec),
-                        };
-                        let chosen = current.and_then(|c| {
-                            audio
-                                .g711()
-                                .into_iter()
-                                .find(|(_, law)| *law == c.codec)
-                                .map(|(pt, codec)| LegCodec {
-                                    codec,
-                                    pt,
-                                    te_pt: c.te_pt.and(audio.te_pt()),
-                                })
-                        });
-                        match chosen {
-                            Some(c) => {
-                                relay.set_remote(side, audio.rtp_target(), audio.rtcp_target());
-                                relay.set_codec(side, c);
-                                let origin = match side {
-                                    Side::A => self.a_origin,
-                                    Side::B => self.b_origin,
-                                };
-                                body = Some(sdp::answer_for(
-                                    &p,
-                                    audio,
-                                    &c,
-                                    origin,
-                                    self.ctx.media.advertised_ip,
-                                    relay.port(side),
-                                ));
-                            }
-                            None => code = 488,
-                        }
-                    }
-                    _ => code = 488,
-                },
-                Err(_) => code = 400,
+        let parsed = match sdp_body(&req, req.body()).map(|s| sdp::parse(&s)) {
+            None => None,
+            Some(Ok(p)) => Some(p),
+            Some(Err(_)) => {
+                let resp = self.in_dialog_response(&req, 400, None);
+                let _ = tx.respond(resp).await;
+                return drive(tx);
             }
-        }
+        };
+        let seen = match side {
+            Side::A => self.a_seen,
+            Side::B => self.b_seen,
+        };
+        let (code, body) = match &parsed {
+            Some(p) if seen != Some(sdp::origin_of(p)) => {
+                match self.relay_offer(&req, p, side).await {
+                    Ok(answer) => (200, Some(answer)),
+                    Err(code) => (code, None),
+                }
+            }
+            _ => self.local_answer(parsed.as_ref(), side),
+        };
+        let resp = self.in_dialog_response(&req, code, body.as_deref());
+        let _ = tx.respond(resp).await;
+        drive(tx);
+    }
+
+    /// A response to an in-dialog request of a leg, with our To tag.
+    fn in_dialog_response(&self, req: &Request, code: u16, body: Option<&str>) -> Response {
         let tag = crate::sip::message::tag_of(
             &req.to_header()
                 .map(|t| t.value().to_string())
                 .unwrap_or_default(),
         )
         .unwrap_or_default();
-        let resp = a_response(
+        a_response(
             &self.ctx.endpoint,
             &self.ctx.cfg,
-            &req,
+            req,
             &tag,
             code,
-            if code == 200 { body.as_deref() } else { None },
+            if code == 200 { body } else { None },
+        )
+    }
+
+    /// The answer to an offer that changes nothing for the other leg (or
+    /// our current description, as an offer, when there is none): the codec
+    /// must still be offered (else 488); a new address is taken.
+    fn local_answer(&mut self, parsed: Option<&ParsedSdp>, side: Side) -> (u16, Option<String>) {
+        let ours = match side {
+            Side::A => self.a_answer.clone(),
+            Side::B => self.b_sdp.clone(),
+        };
+        let Some(p) = parsed else {
+            return (200, ours);
+        };
+        let (Some(audio), Some(relay)) = (p.audio.as_ref(), self.relay.as_ref()) else {
+            return (488, None);
+        };
+        let Some(chosen) = self.still_offered(audio, side) else {
+            return (488, None);
+        };
+        relay.set_remote(side, audio.rtp_target(), audio.rtcp_target());
+        relay.set_codec(side, chosen);
+        let origin = match side {
+            Side::A => self.a_origin,
+            Side::B => self.b_origin,
+        };
+        let body = sdp::answer_for(
+            p,
+            audio,
+            &chosen,
+            origin,
+            self.ctx.media.advertised_ip,
+            relay.port(side),
         );
-        let _ = tx.respond(resp).await;
-        drive(tx);
+        (200, Some(body))
+    }
+
+    /// The codec `side` negotiated, if its new offer still has that law.
+    fn still_offered(&self, audio: &AudioLine, side: Side) -> Option<LegCodec> {
+        let current = match side {
+            Side::A => self.a_codec,
+            Side::B => self.b_leg.as_ref().and_then(|b| b.codec),
+        }?;
+        audio
+            .g711()
+            .into_iter()
+            .find(|(_, law)| *law == current.codec)
+            .map(|(pt, codec)| LegCodec {
+                codec,
+                pt,
+                te_pt: current.te_pt.and(audio.te_pt()),
+            })
+    }
+
+    /// Relays `side`'s new offer `p` to the other leg as a re-INVITE (or
+    /// UPDATE) with our address and the direction `side` asked for, waits
+    /// for its final response (Timer B, 64*T1), and builds `side`'s answer.
+    /// Errors with the status `side` gets.
+    async fn relay_offer(
+        &mut self,
+        req: &Request,
+        p: &ParsedSdp,
+        side: Side,
+    ) -> Result<String, u16> {
+        let audio = p.audio.clone().ok_or(488u16)?;
+        let chosen = self.still_offered(&audio, side).ok_or(488u16)?;
+        let other = side.other();
+        let other_codec = match other {
+            Side::A => self.a_codec,
+            Side::B => self.b_leg.as_ref().and_then(|b| b.codec),
+        }
+        .ok_or(488u16)?;
+        let (port_side, port_other) = match self.relay.as_ref() {
+            Some(r) => (r.port(side), r.port(other)),
+            None => return Err(488),
+        };
+        let ip = self.ctx.media.advertised_ip;
+        let offer = {
+            let origin = match other {
+                Side::A => &mut self.a_origin,
+                Side::B => &mut self.b_origin,
+            };
+            origin.version += 1;
+            sdp::reoffer(
+                &other_codec,
+                *origin,
+                ip,
+                port_other,
+                sdp::effective_direction(&audio),
+            )
+        };
+        let dialog = match other {
+            Side::A => self.a_dialog.as_mut(),
+            Side::B => self.b_leg.as_mut().and_then(|b| b.dialog.as_mut()),
+        }
+        .ok_or(481u16)?;
+        let mut out = dialog.request(req.method).map_err(|_| 500u16)?;
+        out.headers.push(rsipstack::sip::Header::Contact(
+            crate::call::legs::our_contact(&self.ctx.cfg, dialog.proto).into(),
+        ));
+        out.headers.push(rsipstack::sip::Header::ContentType(
+            "application/sdp".into(),
+        ));
+        out.body = offer.clone().into_bytes();
+        let (conn, dest) = (dialog.connection.clone(), dialog.destination.clone());
+        let mut t = crate::sip::dialog::send_request(&self.ctx.endpoint, out, Some(conn), dest)
+            .await
+            .map_err(|e| {
+                warn!(error = %e, "re-offer not relayed");
+                503u16
+            })?;
+        let resp = tokio::time::timeout(
+            Duration::from_secs(32),
+            crate::sip::dialog::final_response(&mut t),
+        )
+        .await
+        .ok()
+        .flatten();
+        // The stack ACKs the 2xx, and again for each retransmission of it
+        // while the transaction lives.
+        tokio::spawn(async move { while t.receive().await.is_some() {} });
+        let resp = resp.ok_or(408u16)?;
+        let code = code_of(&resp);
+        if code >= 300 {
+            info!(code, "re-offer refused by the other leg");
+            return Err(code);
+        }
+        let answer = sdp_body(&resp, resp.body())
+            .and_then(|s| sdp::parse(&s).ok())
+            .and_then(|a| a.audio.clone().map(|line| (sdp::origin_of(&a), line)));
+        let Some((their_origin, their_audio)) = answer else {
+            warn!("the other leg accepted the re-offer without an answer");
+            return Err(488);
+        };
+        let answered_dir = sdp::effective_direction(&their_audio);
+        if let Some(relay) = self.relay.as_ref() {
+            relay.set_remote(other, their_audio.rtp_target(), their_audio.rtcp_target());
+            relay.set_remote(side, audio.rtp_target(), audio.rtcp_target());
+            relay.set_codec(side, chosen);
+        }
+        let origin = match side {
+            Side::A => &mut self.a_origin,
+            Side::B => &mut self.b_origin,
+        };
+        origin.version += 1;
+        let answer =
+            sdp::answer_with_direction(p, &audio, &chosen, *origin, ip, port_side, answered_dir);
+        match side {
+            Side::A => {
+                self.a_seen = Some(sdp::origin_of(p));
+                self.b_seen = Some(their_origin);
+                self.a_answer = Some(answer.clone());
+                self.b_sdp = Some(offer);
+            }
+            Side::B => {
+                self.b_seen = Some(sdp::origin_of(p));
+                self.a_seen = Some(their_origin);
+                self.b_sdp = Some(answer.clone());
+                self.a_answer = Some(offer);
+            }
+        }
+        info!(?side, direction = answered_dir.as_str(), "re-offer relayed");
+        Ok(answer)
     }
 
     /// From the 200 to A until either side hangs up.

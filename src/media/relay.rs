@@ -37,6 +37,14 @@ pub enum Side {
 }
 
 impl Side {
+    /// The other leg of the call.
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+
     fn idx(self) -> usize {
         match self {
             Side::A => 0,
@@ -133,9 +141,18 @@ impl Relay {
     }
 
     /// Sets the remote addresses of `side` learnt from its SDP.
+    /// A new address in a later offer or answer (re-anchoring, field case
+    /// BC-07) also drops the latched source, so media goes to the new
+    /// address at once and its packets are accepted.
     pub fn set_remote(&self, side: Side, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>) {
         if let Ok(mut legs) = self.shared.legs.lock() {
             let leg = &mut legs[side.idx()];
+            if leg.rtp.sdp != rtp {
+                leg.rtp.latched = None;
+            }
+            if leg.rtcp.sdp != rtcp {
+                leg.rtcp.latched = None;
+            }
             leg.rtp.sdp = rtp;
             leg.rtcp.sdp = rtcp;
         }

@@ -405,6 +405,40 @@ pub fn choose_for_a(a: &AudioLine, b: &LegCodec) -> Result<LegCodec, MediaError>
     Ok(LegCodec { codec, pt, te_pt })
 }
 
+/// The origin of a description as (session id, session version) (RFC 4566
+/// §5.2): an offer whose origin equals the last one seen from a party
+/// changes nothing (RFC 3264 §8), such as a session refresh.
+pub fn origin_of(p: &ParsedSdp) -> (u64, u64) {
+    (p.desc.origin.session_id, p.desc.origin.session_version)
+}
+
+/// The direction a party asks for with this audio line, reading a `0.0.0.0`
+/// connection address (the hold of RFC 2543, RFC 3264 §8.4) as "do not send
+/// to me": sendrecv becomes sendonly and recvonly becomes inactive.
+pub fn effective_direction(a: &AudioLine) -> Direction {
+    let held = a.addr.is_some_and(|ip| ip.is_unspecified());
+    match (held, a.direction) {
+        (false, d) => d,
+        (true, Direction::SendRecv | Direction::SendOnly) => Direction::SendOnly,
+        (true, Direction::RecvOnly | Direction::Inactive) => Direction::Inactive,
+    }
+}
+
+/// Our offer in a re-INVITE or UPDATE to a leg whose codec is already
+/// negotiated (RFC 3264 §8): that law and its telephone-event, our address
+/// and port for the leg, and `dir` (the direction the other party asked
+/// for, relayed).
+pub fn reoffer(codec: &LegCodec, origin: Origin, ip: IpAddr, port: u16, dir: Direction) -> String {
+    let mut fmts = vec![(codec.pt, codec.codec.name())];
+    if let Some(te) = codec.te_pt {
+        fmts.push((te, "telephone-event"));
+    }
+    let mut out = String::new();
+    session_head(&mut out, origin, ip);
+    audio_lines(&mut out, port, &fmts, None, codec.te_pt, None, dir);
+    out
+}
+
 /// Our answer to a leg's offer (RFC 3264 §6): every offered m-line is kept, in
 /// order; the audio line we bridge carries our address and port and the
 /// chosen payloads, every other line is rejected with port 0.
@@ -415,6 +449,20 @@ pub fn answer_for(
     origin: Origin,
     ip: IpAddr,
     port: u16,
+) -> String {
+    answer_with_direction(offer, a, chosen, origin, ip, port, a.direction.answer())
+}
+
+/// [`answer_for`] with the audio line's direction given (a relayed offer is
+/// answered with the direction the other party answered).
+pub fn answer_with_direction(
+    offer: &ParsedSdp,
+    a: &AudioLine,
+    chosen: &LegCodec,
+    origin: Origin,
+    ip: IpAddr,
+    port: u16,
+    dir: Direction,
 ) -> String {
     let mut out = String::new();
     session_head(&mut out, origin, ip);
@@ -431,7 +479,7 @@ pub fn answer_for(
                 a.te_fmtp.as_deref(),
                 chosen.te_pt,
                 a.ptime,
-                a.direction.answer(),
+                dir,
             );
         } else {
             let n = &m.media_name;
