@@ -31,6 +31,10 @@ use crate::sip::message::{
 };
 use crate::sip::number::uri_number;
 
+/// How long a TCP connect to the UDP trunk may take when a large INVITE is
+/// switched to TCP (RFC 3261 §18.1.1) before we send it over UDP instead.
+const TCP_SWITCH_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long we keep waiting for B's final response after cancelling it
 /// (64*T1, RFC 3261 §9.1, §17.1.1.2).
 const CANCEL_WAIT: Duration = Duration::from_secs(32);
@@ -370,13 +374,22 @@ impl InboundCall {
             params.transport = Proto::Tcp;
             let big = b_invite(&ctx.cfg, &params)?;
             let size = big.to_bytes().len();
-            let sent = send_request(&ctx.endpoint, big.clone(), None, Some(tcp)).await?;
-            if sent.connection.is_some() {
-                info!(call_id = %cid, bytes = size, "B leg INVITE over UDP's limit: sent over TCP (RFC 3261 18.1.1)");
-                req = big;
-                tx = Some(sent);
-            } else {
-                warn!(call_id = %cid, bytes = size, "B leg INVITE over UDP's limit, but TCP to the trunk failed: sent over UDP");
+            // A trunk whose firewall drops TCP would otherwise hold the
+            // call for the kernel's connect timeout (about 2 minutes).
+            let sent = tokio::time::timeout(
+                TCP_SWITCH_CONNECT_TIMEOUT,
+                send_request(&ctx.endpoint, big.clone(), None, Some(tcp)),
+            )
+            .await;
+            match sent {
+                Ok(Ok(sent)) if sent.connection.is_some() => {
+                    info!(call_id = %cid, bytes = size, "B leg INVITE over UDP's limit: sent over TCP (RFC 3261 18.1.1)");
+                    req = big;
+                    tx = Some(sent);
+                }
+                _ => {
+                    warn!(call_id = %cid, bytes = size, "B leg INVITE over UDP's limit, but TCP to the trunk failed: sent over UDP");
+                }
             }
         } else if ctx.cfg.trunk.proto == Proto::Udp && req.to_bytes().len() > UDP_REQUEST_LIMIT {
             warn!(call_id = %cid, bytes = req.to_bytes().len(), "B leg INVITE over UDP's limit and no TCP listener: sent over UDP");
