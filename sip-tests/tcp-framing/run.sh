@@ -206,6 +206,7 @@ stop_med
 start_med "sip:127.0.0.1:$TRUNK_PORT" || abort "Mediator did not start (UDP trunk)"
 run_case large-b-invite-tcp "$DID_BIG" both
 run_case large-b-invite-fallback-udp "$DID_BIG" udp
+run_case large-b-invite-tcp-blackhole "$DID_BIG" udp-tcp-blackhole
 run_case small-b-invite-udp "$DID_OPEN" both
 run_case large-a-invite-udp "$DID_OPEN" both
 run_case huge-a-invite-udp "$DID_OPEN" both

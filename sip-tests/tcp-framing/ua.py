@@ -317,10 +317,26 @@ class Caller:
 class Callee:
     """The trunk: listens on TCP (and UDP) at `port` and answers INVITEs."""
 
-    def __init__(self, port, tcp=True, udp=False):
+    def __init__(self, port, tcp=True, udp=False, blackhole=False):
         self.party = Party("callee")
         self.port = port
         self.socks = []
+        if blackhole:
+            # A TCP port that drops SYNs, like a firewall: a listener that
+            # never accepts, its backlog filled by two connections of ours.
+            ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            ls.bind((HOST, port))
+            ls.listen(0)
+            self.socks.append(ls)
+            for _ in range(2):
+                f = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                f.settimeout(0.5)
+                try:
+                    f.connect((HOST, port))
+                except OSError:
+                    pass
+                self.socks.append(f)
         if tcp:
             ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -454,11 +470,19 @@ def full_call(ctx, chan=None, invite_chunks=None, ack_bye="separate", answer_mod
     return c, inv
 
 
+def ack(c):
+    """ACKs the 200 (after forgetting the copies of it received so far)."""
+    c.party.drop(lambda m: c.mine(m) and m.is_response and m.cseq_method == "INVITE")
+    c.chan.send(c.in_dialog("ACK", 1))
+
+
 def hang_up(ctx, c, inv, ack_bye="separate"):
     c.party.drop(lambda m: c.mine(m) and m.is_response and m.cseq_method == "INVITE")
     ack = c.in_dialog("ACK", 1)
     bye = c.in_dialog("BYE", 2)
-    if ack_bye == "one-segment":
+    if ack_bye == "acked":
+        c.chan.send(bye)
+    elif ack_bye == "one-segment":
         c.chan.send(ack + bye)
     else:
         c.chan.send(ack)
@@ -561,8 +585,9 @@ def parallel(ctx, bad):
     """Call P is set up on its own connection; `bad` then runs on another
     connection; P must still end normally afterwards, and a new call work."""
     p, pinv = full_call(ctx, end=False)
+    ack(p)
     after = bad()
-    hang_up(ctx, p, pinv)
+    hang_up(ctx, p, pinv, "acked")
     mediator_alive(ctx)
     if after:
         after()
@@ -701,6 +726,15 @@ def case_large_b_invite_fallback_udp(ctx):
     full_call(ctx, check_via=large_headers_check("UDP"))
 
 
+def case_large_b_invite_tcp_blackhole(ctx):
+    """The trunk's TCP port drops SYNs: the INVITE goes over UDP after a
+    bounded wait (Mediator waits 2 s for the connect)."""
+    t0 = time.monotonic()
+    full_call(ctx, check_via=large_headers_check("UDP"))
+    if time.monotonic() - t0 > 6:
+        raise Fail(f"the call took {time.monotonic() - t0:.1f} s: the TCP connect was not bounded")
+
+
 def case_small_b_invite_udp(ctx):
     full_call(ctx, check_via=large_headers_check("UDP"))
 
@@ -778,12 +812,12 @@ def main():
     ap.add_argument("--did", required=True)
     ap.add_argument("--caller-base", required=True)
     ap.add_argument("--db", required=True)
-    ap.add_argument("--callee", default="tcp", choices=["tcp", "udp", "both"])
+    ap.add_argument("--callee", default="tcp", choices=["tcp", "udp", "both", "udp-tcp-blackhole"])
     a = ap.parse_args()
     ctx = Ctx(a)
     try:
         ctx.callee = Callee(a.trunk_port, tcp=a.callee in ("tcp", "both"),
-                            udp=a.callee in ("udp", "both"))
+                            udp=a.callee != "tcp", blackhole=a.callee == "udp-tcp-blackhole")
     except OSError as e:
         print(f"FAIL {a.case}: callee cannot listen on {a.trunk_port}: {e}")
         return 1
