@@ -15,17 +15,25 @@ use tracing::{debug, info, warn};
 
 use super::Ctx;
 use super::callerid::{Caller, caller_of, present};
-use super::legs::{BInvite, a_dialog, a_response, b_dialog, b_invite, cancel_for, map_b_failure};
+use super::legs::{
+    BInvite, UDP_REQUEST_LIMIT, a_dialog, a_response, b_dialog, b_invite, cancel_for,
+    map_b_failure, needs_tcp, trunk_tcp_addr,
+};
 use super::registry::{CallEvent, CallGuard};
 use super::router::{CallRecord, CallRoute};
 use crate::media::MediaError;
 use crate::media::relay::{Relay, Side};
 use crate::media::sdp::{self, AudioLine, LegCodec, Origin, ParsedSdp};
+use crate::sip::config::Proto;
 use crate::sip::dialog::{LegDialog, final_response, send_request};
 use crate::sip::message::{
-    call_id, code_of, max_forwards, new_call_id, new_tag, sdp_body, source_ip,
+    call_id, code_of, max_forwards, new_call_id, new_tag, sdp_body, source_ip, via_proto,
 };
 use crate::sip::number::uri_number;
+
+/// How long a TCP connect to the UDP trunk may take when a large INVITE is
+/// switched to TCP (RFC 3261 §18.1.1) before we send it over UDP instead.
+const TCP_SWITCH_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long we keep waiting for B's final response after cancelling it
 /// (64*T1, RFC 3261 §9.1, §17.1.1.2).
@@ -353,21 +361,52 @@ impl InboundCall {
         let presented = present(route, &self.caller);
         let cid = new_call_id(&ctx.cfg.advertised_host);
         let tag = new_tag();
-        let req = b_invite(
-            &ctx.cfg,
-            &BInvite {
-                route,
-                presented: &presented,
-                max_forwards: self.max_forwards,
-                sdp: &offer,
-                call_id: &cid,
-                from_tag: &tag,
-            },
-        )?;
+        let mut params = BInvite {
+            route,
+            presented: &presented,
+            max_forwards: self.max_forwards,
+            sdp: &offer,
+            call_id: &cid,
+            from_tag: &tag,
+            transport: ctx.cfg.trunk.proto,
+        };
+        let mut req = b_invite(&ctx.cfg, &params)?;
         self.guard.add(&cid, Side::B, self.events_tx.clone());
-        let mut tx = send_request(&ctx.endpoint, req.clone(), None, None).await?;
+        let mut tx = None;
+        if needs_tcp(&ctx.cfg, &req)
+            && let Some(tcp) = trunk_tcp_addr(&ctx.cfg)
+        {
+            // RFC 3261 §18.1.1: too large for UDP, so over TCP to the same
+            // host and port; back to UDP if the TCP connect fails.
+            params.transport = Proto::Tcp;
+            let big = b_invite(&ctx.cfg, &params)?;
+            let size = big.to_bytes().len();
+            // A trunk whose firewall drops TCP would otherwise hold the
+            // call for the kernel's connect timeout (about 2 minutes).
+            let sent = tokio::time::timeout(
+                TCP_SWITCH_CONNECT_TIMEOUT,
+                send_request(&ctx.endpoint, big.clone(), None, Some(tcp)),
+            )
+            .await;
+            match sent {
+                Ok(Ok(sent)) if sent.connection.is_some() => {
+                    info!(call_id = %cid, bytes = size, "B leg INVITE over UDP's limit: sent over TCP (RFC 3261 18.1.1)");
+                    req = big;
+                    tx = Some(sent);
+                }
+                _ => {
+                    warn!(call_id = %cid, bytes = size, "B leg INVITE over UDP's limit, but TCP to the trunk failed: sent over UDP");
+                }
+            }
+        } else if ctx.cfg.trunk.proto == Proto::Udp && req.to_bytes().len() > UDP_REQUEST_LIMIT {
+            warn!(call_id = %cid, bytes = req.to_bytes().len(), "B leg INVITE over UDP's limit and no TCP listener: sent over UDP");
+        }
+        let mut tx = match tx {
+            Some(tx) => tx,
+            None => send_request(&ctx.endpoint, req.clone(), None, None).await?,
+        };
         let (conn, dest) = (tx.connection.clone(), tx.destination.clone());
-        if conn.is_none() && ctx.cfg.trunk.proto == crate::sip::Proto::Tcp {
+        if conn.is_none() && via_proto(&req) == Proto::Tcp {
             // A refused TCP connect: fail now rather than at Timer B.
             return Err(crate::sip::SipError::Unreachable(format!(
                 "{:?}",

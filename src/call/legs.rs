@@ -78,6 +78,32 @@ pub struct BInvite<'a> {
     pub call_id: &'a str,
     /// Fresh From tag.
     pub from_tag: &'a str,
+    /// Transport the INVITE is sent over (Via and Contact follow it): the
+    /// trunk's, or TCP when [`needs_tcp`] says so (RFC 3261 §18.1.1).
+    pub transport: Proto,
+}
+
+/// RFC 3261 §18.1.1: a request over 1300 bytes, when the path MTU is
+/// unknown, MUST go over a congestion-controlled transport (TCP).
+pub const UDP_REQUEST_LIMIT: usize = 1300;
+
+/// Whether `req`, built for the UDP trunk, must go over TCP instead
+/// (RFC 3261 §18.1.1): it is over [`UDP_REQUEST_LIMIT`] bytes on the wire
+/// (the stack adds `Content-Length` when sending, counted here) and we
+/// listen on TCP, so our Via and Contact can name a TCP port.
+pub fn needs_tcp(cfg: &ValidSipConfig, req: &Request) -> bool {
+    let content_length = format!("Content-Length: {}\r\n", req.body.len()).len();
+    cfg.trunk.proto == Proto::Udp
+        && cfg.port_for(Proto::Tcp).is_some()
+        && req.to_bytes().len() + content_length > UDP_REQUEST_LIMIT
+}
+
+/// The trunk's address over TCP, for a request switched to TCP by
+/// RFC 3261 §18.1.1 (the Request-URI is left as it is).
+pub fn trunk_tcp_addr(cfg: &ValidSipConfig) -> Option<SipAddr> {
+    let t = &cfg.trunk;
+    let uri = Uri::try_from(format!("sip:{}:{};transport=tcp", t.host, t.port).as_str()).ok()?;
+    SipAddr::try_from(&uri).ok()
 }
 
 /// The From value (with tag) we present on the B leg.
@@ -100,18 +126,19 @@ fn trunk_uri(t: &Trunk, user: &str) -> String {
 /// Builds the B leg's INVITE to the trunk (RFC 3261 §8.1.1).
 pub fn b_invite(cfg: &ValidSipConfig, b: &BInvite<'_>) -> Result<Request, SipError> {
     let t = &cfg.trunk;
-    let port = cfg.port_for(t.proto).unwrap_or(5060);
+    let proto = b.transport;
+    let port = cfg.port_for(proto).unwrap_or(5060);
     let ruri = trunk_uri(t, &b.route.destination_did);
     let uri = Uri::try_from(ruri.as_str()).map_err(|e| SipError::Malformed(e.to_string()))?;
     let to = format!("<sip:{}@{}:{}>", b.route.destination_did, t.host, t.port);
     let mut headers: Vec<Header> = vec![
-        Header::Via(our_via(t.proto, &cfg.advertised_host, port).into()),
+        Header::Via(our_via(proto, &cfg.advertised_host, port).into()),
         Header::MaxForwards(b.max_forwards.to_string().into()),
         Header::From(b_from(cfg, b.presented, b.from_tag).into()),
         Header::To(to.into()),
         Header::CallId(b.call_id.into()),
         Header::CSeq("1 INVITE".into()),
-        Header::Contact(our_contact(cfg, t.proto).into()),
+        Header::Contact(our_contact(cfg, proto).into()),
     ];
     if let Some(n) = &b.presented.pai {
         let uri = format!("sip:{}@{}", n, cfg.advertised_host);
@@ -245,7 +272,8 @@ pub fn b_dialog(
 ) -> Option<LegDialog> {
     let mut route_set = record_route(ok);
     route_set.reverse();
-    let proto = cfg.trunk.proto;
+    // The transport the INVITE went over (TCP for a large one, §18.1.1).
+    let proto = via_proto(invite);
     Some(LegDialog {
         call_id: header_value(invite, "Call-ID")?,
         local: invite.from_header().ok()?.value().to_string(),
@@ -329,6 +357,7 @@ mod tests {
                 sdp: "v=0\r\n",
                 call_id: "cid-b",
                 from_tag: "tb",
+                transport: Proto::Udp,
             },
         )
         .expect("invite");
@@ -350,6 +379,62 @@ mod tests {
             "one real Via, one inside the X- value"
         );
         assert!(!s.contains("Privacy"));
+    }
+
+    /// RFC 3261 §18.1.1: over 1300 bytes goes over TCP, with Via and
+    /// Contact saying TCP; only when we listen on TCP.
+    #[test]
+    fn large_invite_switches_to_tcp() {
+        let both = crate::sip::SipConfig {
+            listen: vec!["udp:127.0.0.1:5060".into(), "tcp:127.0.0.1:5062".into()],
+            ..crate::sip::SipConfig::default()
+        }
+        .validate()
+        .expect("config");
+        let p = Presented {
+            from_user: Some("300".into()),
+            display: None,
+            pai: None,
+            privacy: false,
+        };
+        let mut r = route();
+        let invite = |r: &CallRoute, transport| {
+            b_invite(
+                &both,
+                &BInvite {
+                    route: r,
+                    presented: &p,
+                    max_forwards: 70,
+                    sdp: "v=0\r\n",
+                    call_id: "cid-b",
+                    from_tag: "tb",
+                    transport,
+                },
+            )
+            .expect("invite")
+        };
+        let small = invite(&r, Proto::Udp);
+        assert!(!needs_tcp(&both, &small));
+        r.sip_headers = (0..6)
+            .map(|i| (format!("X-Long-{i}"), "v".repeat(240)))
+            .collect();
+        let large = invite(&r, Proto::Udp);
+        assert!(large.to_bytes().len() > UDP_REQUEST_LIMIT);
+        assert!(needs_tcp(&both, &large));
+        assert!(!needs_tcp(&cfg(), &large), "no TCP listener: stays on UDP");
+        let s = invite(&r, Proto::Tcp).to_string();
+        assert!(s.contains("Via: SIP/2.0/TCP 127.0.0.1:5062;"), "{s}");
+        assert!(
+            s.contains("Contact: <sip:127.0.0.1:5062;transport=tcp>"),
+            "{s}"
+        );
+        assert!(
+            s.starts_with("INVITE sip:200@127.0.0.1:5080 SIP/2.0"),
+            "{s}"
+        );
+        let addr = trunk_tcp_addr(&both).expect("address");
+        assert_eq!(addr.r#type, Some(rsipstack::sip::Transport::Tcp));
+        assert_eq!(addr.to_string(), "TCP 127.0.0.1:5080");
     }
 
     #[test]

@@ -19,7 +19,11 @@ pub fn parse_message(data: &[u8]) -> Result<SipMessage, Error> {
         .ok_or_else(|| Error::ParseError("SIP message: empty start line".into()))?;
 
     let mut headers = Headers::default();
-    let mut content_length: usize = 0;
+    // Mediator patch: `None` when there is no Content-Length, so that the
+    // body runs to the end of the datagram (RFC 3261 §18.3); it was taken
+    // as 0, which dropped the SDP of a UDP INVITE without Content-Length.
+    // Stream framing makes sure a stream message has one.
+    let mut content_length: Option<usize> = None;
     let mut pending: Option<(String, String)> = None;
 
     for line in lines {
@@ -43,7 +47,7 @@ pub fn parse_message(data: &[u8]) -> Result<SipMessage, Error> {
 
         if let Some((name, val)) = pending.take() {
             if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l") {
-                content_length = val.trim().parse().unwrap_or(0);
+                content_length = Some(val.trim().parse().unwrap_or(0));
             }
             headers.push(make_header(&name, val));
         }
@@ -57,14 +61,14 @@ pub fn parse_message(data: &[u8]) -> Result<SipMessage, Error> {
 
     if let Some((name, val)) = pending {
         if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l") {
-            content_length = val.trim().parse().unwrap_or(0);
+            content_length = Some(val.trim().parse().unwrap_or(0));
         }
         headers.push(make_header(&name, val));
     }
 
     let body: Vec<u8> = if body_start < data.len() {
         let available = data.len() - body_start;
-        let take = available.min(content_length);
+        let take = available.min(content_length.unwrap_or(available));
         data[body_start..body_start + take].to_vec()
     } else {
         vec![]

@@ -77,7 +77,11 @@ pub type TransportSender = UnboundedSender<TransportEvent>;
 
 pub const KEEPALIVE_REQUEST: &[u8] = b"\r\n\r\n";
 pub const KEEPALIVE_RESPONSE: &[u8] = b"\r\n";
-pub const MAX_UDP_BUF_SIZE: usize = 8192;
+/// The largest UDP datagram read. Mediator patch: was 8192, which cut
+/// larger datagrams short without a word; RFC 3261 §18.1.1 says every
+/// element MUST accept UDP messages up to 65,535 bytes. One buffer per UDP
+/// socket, not per message.
+pub const MAX_UDP_BUF_SIZE: usize = 65535;
 
 /// SIP Connection
 ///

@@ -18,6 +18,11 @@ use tokio_util::codec::{Decoder, Encoder};
 use tracing::{debug, info, warn};
 
 pub(super) const MAX_SIP_MESSAGE_SIZE: usize = 65535;
+/// Mediator patch: how long a message that has begun may wait for its
+/// remaining bytes before the connection is closed (64*T1, RFC 3261 §17:
+/// by then the sender's transaction has timed out anyway). It applies even
+/// when the connection's idle timeout is disabled.
+pub const PARTIAL_MESSAGE_TIMEOUT: Duration = Duration::from_secs(32);
 const CL_FULL_NAME: &[u8] = b"content-length";
 const CL_SHORT_NAME: &[u8] = b"l";
 
@@ -40,6 +45,11 @@ pub enum SipCodecType {
     Message(SipMessage),
     KeepaliveRequest,
     KeepaliveResponse,
+    /// Mediator patch: a header block with no Content-Length. On a stream
+    /// it is mandatory (RFC 3261 §18.3, §20.14): without it the end of the
+    /// body is unknown and the stream cannot be framed any further. Holds
+    /// the header block (start line and headers, up to the blank line).
+    MissingContentLength(BytesMut),
 }
 
 impl std::fmt::Display for SipCodecType {
@@ -48,6 +58,7 @@ impl std::fmt::Display for SipCodecType {
             SipCodecType::Message(msg) => write!(f, "{}", msg),
             SipCodecType::KeepaliveRequest => write!(f, "Keepalive Request"),
             SipCodecType::KeepaliveResponse => write!(f, "Keepalive Response"),
+            SipCodecType::MissingContentLength(_) => write!(f, "Missing Content-Length"),
         }
     }
 }
@@ -71,7 +82,7 @@ impl Decoder for SipCodec {
             let headers = &src[..headers_end + 4]; // include CRLFCRLF
 
             // Parse Content-Length as u32 without UTF-8 conversion
-            let mut content_length: usize = 0;
+            let mut content_length: Option<usize> = None;
             let mut start = 0;
             while start < headers.len() {
                 // find end of line with memchr
@@ -85,7 +96,12 @@ impl Decoder for SipCodec {
                 }
 
                 if let Some(colon) = memchr(b':', line) {
-                    let header = &line[..colon];
+                    // Mediator patch: HCOLON allows whitespace before the
+                    // colon (RFC 3261 §25.1), as in "Content-Length : 0".
+                    let mut header = &line[..colon];
+                    while let Some((&b' ' | &b'\t', rest)) = header.split_last() {
+                        header = rest;
+                    }
                     let is_cl = if header.len() == CL_FULL_NAME.len()
                         && header
                             .iter()
@@ -104,13 +120,17 @@ impl Decoder for SipCodec {
                     if is_cl {
                         // parse value
                         let value_buf = &line[colon + 1..];
-                        content_length = std::str::from_utf8(value_buf)
-                            .map_err(|_| crate::Error::Error("Invalid Content-Length".to_string()))?
-                            .trim()
-                            .parse()
-                            .map_err(|_| {
-                                crate::Error::Error("Invalid Content-Length value".to_string())
-                            })?;
+                        content_length = Some(
+                            std::str::from_utf8(value_buf)
+                                .map_err(|_| {
+                                    crate::Error::Error("Invalid Content-Length".to_string())
+                                })?
+                                .trim()
+                                .parse()
+                                .map_err(|_| {
+                                    crate::Error::Error("Invalid Content-Length value".to_string())
+                                })?,
+                        );
                         break;
                     }
                 }
@@ -118,6 +138,14 @@ impl Decoder for SipCodec {
                 start = if end < headers.len() { end + 1 } else { end };
             }
 
+            let Some(content_length) = content_length else {
+                // Mediator patch: rsipstack took a missing Content-Length as
+                // 0, so an INVITE's SDP was dropped (the INVITE became one
+                // without an offer) and the body was left on the stream as
+                // the start of the next message.
+                let head = src.split_to(headers_end + 4);
+                return Ok(Some(SipCodecType::MissingContentLength(head)));
+            };
             let total_len = headers_end + 4 + content_length;
 
             if src.len() >= total_len {
@@ -210,7 +238,25 @@ where
         let mut read_buf = BytesMut::with_capacity(MAX_SIP_MESSAGE_SIZE);
         read_buf.resize(MAX_SIP_MESSAGE_SIZE, 0);
         loop {
-            match read_stream_chunk(&mut read_half, &mut read_buf, idle_timeout).await {
+            // Mediator patch: a message that has begun must be finished
+            // within PARTIAL_MESSAGE_TIMEOUT, whatever the idle timeout.
+            let partial = buffer.iter().any(|&b| b != b'\r' && b != b'\n');
+            let wait =
+                if partial && (idle_timeout.is_zero() || idle_timeout > PARTIAL_MESSAGE_TIMEOUT) {
+                    PARTIAL_MESSAGE_TIMEOUT
+                } else {
+                    idle_timeout
+                };
+            match read_stream_chunk(&mut read_half, &mut read_buf, wait).await {
+                StreamRead::Idle if partial => {
+                    warn!(
+                        local = %self.local_addr,
+                        remote = %remote_addr,
+                        buffered = buffer.len(),
+                        "incomplete message not finished in time, closing connection"
+                    );
+                    break;
+                }
                 StreamRead::Idle => {
                     warn!(
                         local = %self.local_addr,
@@ -251,6 +297,13 @@ where
                                 self.send_raw(KEEPALIVE_RESPONSE).await?;
                             }
                             SipCodecType::KeepaliveResponse => {}
+                            SipCodecType::MissingContentLength(head) => {
+                                warn!(src = %remote_addr, "message without Content-Length on a stream (RFC 3261 18.3), closing connection");
+                                if let Some(resp) = missing_content_length_response(&head) {
+                                    self.send_message(resp).await.ok();
+                                }
+                                return Ok(());
+                            }
                         }
                     }
                 }
@@ -308,6 +361,47 @@ async fn read_stream_chunk<R: AsyncRead + Unpin>(
         Ok(res) => StreamRead::Data(res),
         Err(_) => StreamRead::Idle,
     }
+}
+
+/// Mediator patch: the 400 for a request whose header block `head` has no
+/// Content-Length on a stream (RFC 3261 §18.3, §21.4.1); `None` for a
+/// response or an unparsable block (those are dropped).
+fn missing_content_length_response(head: &[u8]) -> Option<SipMessage> {
+    let SipMessage::Request(req) = SipMessage::try_from(head).ok()? else {
+        return None;
+    };
+    framing_error_response(&req, "Missing Content-Length")
+}
+
+/// Mediator patch: a `400 Bad Request` for `req`, whose framing is wrong
+/// (RFC 3261 §18.3), with `Warning: 399 - "<warning>"`; `None` for an ACK,
+/// which is never answered (RFC 3261 §17.2.1).
+pub(crate) fn framing_error_response(
+    req: &crate::sip::Request,
+    warning: &str,
+) -> Option<SipMessage> {
+    use crate::sip::{Header, Response, StatusCode, Version};
+    if req.method == crate::sip::Method::Ack {
+        return None;
+    }
+    let mut headers = crate::sip::Headers::default();
+    for h in req.headers.iter() {
+        if matches!(
+            h,
+            Header::Via(_) | Header::From(_) | Header::To(_) | Header::CallId(_) | Header::CSeq(_)
+        ) {
+            headers.push(h.clone());
+        }
+    }
+    headers.push(Header::Warning(format!("399 - \"{warning}\"").into()));
+    headers.push(Header::ContentLength(0u32.into()));
+    Some(SipMessage::Response(Response {
+        status_code: StatusCode::BadRequest,
+        version: Version::V2,
+        headers,
+        body: vec![],
+        wire_reason: None,
+    }))
 }
 
 pub async fn send_to_stream<W>(write_half: &Mutex<W>, msg: SipMessage) -> Result<()>

@@ -190,6 +190,28 @@ impl UdpConnection {
                 }
             };
 
+            // Mediator patch: RFC 3261 §18.3, a datagram that ends before the
+            // body its Content-Length announces is an error: a request gets
+            // 400, a response is dropped. It was passed on with a short body.
+            if let Some(declared) = declared_content_length(&msg) {
+                let body_len = match &msg {
+                    crate::sip::SipMessage::Request(r) => r.body.len(),
+                    crate::sip::SipMessage::Response(r) => r.body.len(),
+                };
+                if declared > body_len {
+                    warn!(src = %addr, declared, body_len, "datagram shorter than its Content-Length (RFC 3261 18.3)");
+                    if let crate::sip::SipMessage::Request(req) = &msg {
+                        if let Some(resp) = crate::transport::stream::framing_error_response(
+                            req,
+                            "Content-Length larger than the message",
+                        ) {
+                            self.inner.conn.send_to(&resp.to_bytes(), addr).await.ok();
+                        }
+                    }
+                    continue;
+                }
+            }
+
             let msg = match SipConnection::update_msg_received(
                 msg,
                 addr,
@@ -318,4 +340,16 @@ impl Drop for UdpInner {
     fn drop(&mut self) {
         debug!(addr = %self.addr, "dropping UDP transport");
     }
+}
+
+/// Mediator patch: the Content-Length a message declares, if any.
+fn declared_content_length(msg: &crate::sip::SipMessage) -> Option<usize> {
+    let headers = match msg {
+        crate::sip::SipMessage::Request(r) => &r.headers,
+        crate::sip::SipMessage::Response(r) => &r.headers,
+    };
+    headers.iter().find_map(|h| match h {
+        crate::sip::Header::ContentLength(cl) => cl.value().trim().parse().ok(),
+        _ => None,
+    })
 }
