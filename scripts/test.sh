@@ -2,7 +2,9 @@
 # Runs every test of the project: formatting, lints, unit tests, the
 # end-to-end tests of the REST API (real HTTP against SQLite and PostgreSQL),
 # and the end-to-end SIP tests (sip-tests/run-sip-tests.sh: the release
-# binary between SIPp callers and callees, and one call from baresip).
+# binary between SIPp callers and callees, and one call from baresip;
+# sip-tests/tcp-framing/run.sh: TCP framing and large messages with a
+# scripted user agent).
 #
 # Needs: cargo; PostgreSQL on 127.0.0.1:5432 with trust auth (started here if
 # installed but stopped, installed from Debian's packages if missing); for the
@@ -98,3 +100,6 @@ log "SIP end to end (release build, SIPp and baresip): sip-tests/run-sip-tests.s
 cargo build --release --quiet
 # Last line "N passed, M failed"; non-zero exit on any failure (set -e).
 MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/run-sip-tests.sh
+
+log "SIP over TCP framing and messages over the UDP size limit: sip-tests/tcp-framing/run.sh"
+MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/tcp-framing/run.sh
