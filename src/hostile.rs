@@ -94,19 +94,21 @@ fn received(msg: SipMessage, transport: rsipstack::sip::Transport) {
 /// The helpers Mediator runs on a new request (`call::dispatch`,
 /// `call::binding::admit`, caller-ID, the A dialog).
 fn request(req: &rsipstack::sip::Request) {
-    // dispatch: in-dialog or not, the Call-ID.
+    // dispatch: malformed (400), in-dialog or not, the Call-ID.
+    let _ = message::request_problem(req);
     let _ = req.to_header().ok().and_then(|t| t.tag().ok().flatten());
     let _ = message::call_id(req);
     let _ = message::cseq_number(req);
-    // admit: trusted source, Max-Forwards, Require, Request-URI.
+    // admit (and OPTIONS): trusted source, Max-Forwards, Require,
+    // Request-URI, body type, Accept.
     let _ = message::source_ip(req);
     let _ = message::max_forwards(req);
-    let _: Vec<String> = message::header_values(req, "Require")
-        .iter()
-        .flat_map(|v| v.split(',').map(|t| t.trim().to_string()).collect::<Vec<_>>())
-        .collect();
+    let _ = message::required_options(req);
     let ruri = req.uri.to_string();
+    let _ = message::scheme_supported(&ruri);
     let _ = number::uri_number(&ruri);
+    let _ = message::unsupported_body(req, req.body());
+    let _ = message::accepts_sdp(req);
     // Caller-ID and the values copied to the B leg.
     let _ = caller_of(req);
     let from = req.from_header().map(|f| f.value().to_string()).unwrap_or_default();

@@ -85,7 +85,9 @@ impl Decoder for SipCodec {
                 }
 
                 if let Some(colon) = memchr(b':', line) {
-                    let header = &line[..colon];
+                    // Mediator patch: SP/HTAB may precede the colon (RFC
+                    // 3261 §25.1 HCOLON; RFC 4475 §3.1.1.1 `Content-Length   :`).
+                    let header = line[..colon].trim_ascii_end();
                     let is_cl = if header.len() == CL_FULL_NAME.len()
                         && header
                             .iter()
@@ -118,6 +120,12 @@ impl Decoder for SipCodec {
                 start = if end < headers.len() { end + 1 } else { end };
             }
 
+            // Mediator patch: a Content-Length near usize::MAX overflowed
+            // this sum (a panic with overflow checks, a wrapped, too short
+            // frame without); a body past the largest message is an error.
+            if content_length > MAX_SIP_MESSAGE_SIZE {
+                return Err(crate::Error::Error("Content-Length too large".to_string()));
+            }
             let total_len = headers_end + 4 + content_length;
 
             if src.len() >= total_len {
