@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting, lints, unit tests, the
 # end-to-end tests of the REST API (real HTTP against SQLite and PostgreSQL),
-# and the end-to-end SIP tests (sip-tests/run-sip-tests.sh: the release
-# binary between SIPp callers and callees, and one call from baresip).
+# the end-to-end SIP tests (sip-tests/run-sip-tests.sh: the release
+# binary between SIPp callers and callees, and one call from baresip), and
+# the hostile-input test (sip-tests/torture/run.sh: RFC 4475 during a call).
+# The fuzz targets are not run here: scripts/fuzz.sh (docs/robustness.md).
 #
 # Needs: cargo; PostgreSQL on 127.0.0.1:5432 with trust auth (started here if
 # installed but stopped, installed from Debian's packages if missing); for the
@@ -98,3 +100,6 @@ log "SIP end to end (release build, SIPp and baresip): sip-tests/run-sip-tests.s
 cargo build --release --quiet
 # Last line "N passed, M failed"; non-zero exit on any failure (set -e).
 MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/run-sip-tests.sh
+
+log "hostile input: RFC 4475 torture messages during a call, compact forms (sip-tests/torture/run.sh)"
+MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/torture/run.sh

@@ -111,7 +111,10 @@ fn request(req: &rsipstack::sip::Request) {
     let _ = message::accepts_sdp(req);
     // Caller-ID and the values copied to the B leg.
     let _ = caller_of(req);
-    let from = req.from_header().map(|f| f.value().to_string()).unwrap_or_default();
+    let from = req
+        .from_header()
+        .map(|f| f.value().to_string())
+        .unwrap_or_default();
     let _ = message::tag_of(&from);
     let _ = number::is_anonymous_value(&from);
     for v in message::header_values(req, "P-Asserted-Identity") {

@@ -22,7 +22,7 @@
 # known gaps listed in docs/robustness.md, count as neither). Exit status
 # non-zero on any failure.
 # Env: MEDIATOR_BIN (default target/release/mediator, built if missing),
-#      HOLD_S (how long the long call lasts, default 150).
+#      HOLD_S (how long the long call lasts, default 90; the torture takes about 60 s).
 set -u
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -31,7 +31,7 @@ ROOT=$(dirname "$SIPT")
 OUT="$HERE/out"
 SC="$SIPT/scenarios"
 BIN="${MEDIATOR_BIN:-$ROOT/target/release/mediator}"
-HOLD_S="${HOLD_S:-150}"
+HOLD_S="${HOLD_S:-90}"
 LOGIN=torture
 PASSWORD=torture-password
 PASS=0

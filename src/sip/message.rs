@@ -357,7 +357,10 @@ mod tests {
             }
         };
         assert!(accepts_sdp(&req("", "")));
-        assert!(accepts_sdp(&req("Accept: application/sdp, text/plain\r\n", "")));
+        assert!(accepts_sdp(&req(
+            "Accept: application/sdp, text/plain\r\n",
+            ""
+        )));
         assert!(accepts_sdp(&req("Accept: */*\r\n", "")));
         assert!(!accepts_sdp(&req("Accept: text/nobodyKnowsThis\r\n", "")));
         assert!(!accepts_sdp(&req("Accept: application/sdp;q=0\r\n", "")));
@@ -368,12 +371,44 @@ mod tests {
         let r = req("", "v=0");
         assert!(!unsupported_body(&r, r.body()));
         assert!(scheme_supported("TEL:+1555"));
-        assert!(!scheme_supported("nobodyKnowsThisScheme:totallyopaquecontent"));
+        assert!(!scheme_supported(
+            "nobodyKnowsThisScheme:totallyopaquecontent"
+        ));
         assert!(!scheme_supported("soap.beep://192.0.2.103:3002"));
         assert_eq!(
             required_options(&req("Require: a, b\r\nRequire: c\r\n", "")),
             ["a", "b", "c"]
         );
+    }
+
+    #[test]
+    fn malformed_requests() {
+        let req = |method: &str, extra: &str, body: &str| {
+            let text = format!(
+                "{method} sip:1@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: \"A \\\"x\\\"\" <sip:a@h>;tag=1\r\nTo: <sip:1@h>\r\nCall-ID: c\r\nCSeq: 1 {method}\r\n{extra}\r\n{body}"
+            );
+            match rsipstack::sip::SipMessage::try_from(text.as_str()).expect("parses") {
+                rsipstack::sip::SipMessage::Request(r) => r,
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(request_problem(&req("INVITE", "Content-Length: 3\r\n", "v=0")), None);
+        assert_eq!(request_problem(&req("OPTIONS", "", "")), None);
+        for (method, extra, body) in [
+            ("INVITE", "Call-ID: d\r\n", ""),
+            ("INVITE", "Max-Forwards: 70\r\nMax-Forwards: 5\r\n", ""),
+            ("INVITE", "Content-Length: 13\r\nContent-Length: 5\r\n", "abcde"),
+            ("INVITE", "Content-Length: 9999\r\n", "v=0"),
+            ("INVITE", "Content-Length: -999\r\n", ""),
+            ("INVITE", "Contact: \"Joe <sip:joe@h>\r\n", ""),
+            ("INVITE", "Via: SIP/2.0/UDP 192.0.2.15;;,;,,\r\n", ""),
+        ] {
+            assert!(request_problem(&req(method, extra, body)).is_some(), "{extra}");
+        }
+        let mut mismatch = req("OPTIONS", "", "");
+        mismatch.headers.retain(|h| !matches!(h, Header::CSeq(_)));
+        mismatch.headers.push(Header::CSeq("8 INVITE".into()));
+        assert!(request_problem(&mismatch).is_some());
     }
 
     #[test]
