@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting, lints, unit tests, the
 # end-to-end tests of the REST API (real HTTP against SQLite and PostgreSQL),
-# and the end-to-end SIP tests (sip-tests/run-sip-tests.sh: the release
+# the end-to-end SIP tests (sip-tests/run-sip-tests.sh: the release
 # binary between SIPp callers and callees, and one call from baresip;
 # sip-tests/tcp-framing/run.sh: TCP framing and large messages with a
-# scripted user agent).
+# scripted user agent), and the hostile-input test (sip-tests/torture/run.sh:
+# RFC 4475 during a call). The fuzz targets are not run here: scripts/fuzz.sh
+# (docs/robustness.md); their corpora are replayed by cargo test.
 #
 # Needs: cargo; PostgreSQL on 127.0.0.1:5432 with trust auth (started here if
 # installed but stopped, installed from Debian's packages if missing); for the
@@ -103,3 +105,6 @@ MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/run-sip-tests.sh
 
 log "SIP over TCP framing and messages over the UDP size limit: sip-tests/tcp-framing/run.sh"
 MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/tcp-framing/run.sh
+
+log "hostile input: RFC 4475 torture messages during a call, compact forms (sip-tests/torture/run.sh)"
+MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/torture/run.sh

@@ -6,12 +6,14 @@
 //! or PostgreSQL, `api` serves `/mediator/v1`; `sip` wraps rsipstack,
 //! `media` anchors RTP, `call` is call control, `routing` connects call
 //! control to the store; `scheduler` runs housekeeping, `server` wires them
-//! together, `cli` is the command line.
+//! together, `cli` is the command line; `hostile` gathers the code a packet
+//! reaches, for the fuzz targets and their corpus test (`fuzz/`).
 
 pub mod api;
 pub mod call;
 pub mod cli;
 pub mod config;
+pub mod hostile;
 pub mod media;
 pub mod model;
 pub mod routing;

@@ -102,15 +102,7 @@ async fn admit(ctx: Arc<Ctx>, tx: Box<Transaction>) -> Option<Box<InboundCall>> 
         } // RFC 3261 §16.3 step 3
     }
     // We support no extensions: a Require we cannot honour is 420 (RFC 3261 §8.2.2.3).
-    let required: Vec<String> = crate::sip::message::header_values(&req, "Require")
-        .iter()
-        .flat_map(|v| {
-            v.split(',')
-                .map(|t| t.trim().to_string())
-                .collect::<Vec<_>>()
-        })
-        .filter(|t| !t.is_empty())
-        .collect();
+    let required = crate::sip::message::required_options(&req);
     if !required.is_empty() {
         let _ = tx
             .reply_with(
@@ -125,12 +117,7 @@ async fn admit(ctx: Arc<Ctx>, tx: Box<Transaction>) -> Option<Box<InboundCall>> 
         return None;
     }
     let ruri = req.uri.to_string();
-    let scheme_ok = ruri.split(':').next().is_some_and(|s| {
-        ["sip", "sips", "tel"]
-            .iter()
-            .any(|x| s.eq_ignore_ascii_case(x))
-    });
-    if !scheme_ok {
+    if !crate::sip::message::scheme_supported(&ruri) {
         {
             reject(tx, 416).await;
             return None;
@@ -142,6 +129,25 @@ async fn admit(ctx: Arc<Ctx>, tx: Box<Transaction>) -> Option<Box<InboundCall>> 
             return None;
         }
     };
+    // A body we cannot read is 415 with what we accept (RFC 3261 §8.2.3);
+    // an Accept that excludes SDP, the only body we answer with, is 406
+    // (§21.4.7). Both before routing: no call is placed (RFC 4475 §3.3.6,
+    // §3.3.15).
+    if crate::sip::message::unsupported_body(&req, req.body()) {
+        let _ = tx
+            .reply_with(
+                crate::sip::message::status(415),
+                vec![rsipstack::sip::Header::Accept("application/sdp".into())],
+                None,
+            )
+            .await;
+        drive(tx);
+        return None;
+    }
+    if !crate::sip::message::accepts_sdp(&req) {
+        reject(tx, 406).await;
+        return None;
+    }
     let (events_tx, events) = unbounded_channel();
     let mut guard = ctx.registry.enter();
     if let Some(cid) = call_id(&req) {

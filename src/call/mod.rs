@@ -160,18 +160,50 @@ async fn reply(mut tx: Transaction, code: u16, allow: bool) {
         .await;
 }
 
+/// Answers an OPTIONS outside a dialog as an INVITE would be answered
+/// (RFC 3261 §11.2): 416 for a Request-URI scheme we do not serve
+/// (§8.2.2.1), 420 listing the extensions a Require asks for (§8.2.2.3),
+/// else 200 with Allow.
+async fn options(mut tx: Transaction) {
+    let ruri = tx.original.uri.to_string();
+    if !crate::sip::message::scheme_supported(&ruri) {
+        return reply(tx, 416, false).await;
+    }
+    let required = crate::sip::message::required_options(&tx.original);
+    if !required.is_empty() {
+        let _ = tx
+            .reply_with(
+                crate::sip::message::status(420),
+                vec![Header::Unsupported(required.join(", ").into())],
+                None,
+            )
+            .await;
+        return;
+    }
+    reply(tx, 200, true).await;
+}
+
 /// Hands each new server transaction to its call, or answers it.
 async fn dispatch(ctx: Arc<Ctx>, mut incoming: TransactionReceiver) {
     while let Some(tx) = incoming.recv().await {
         let method = tx.original.method;
         debug!(%method, "incoming request");
+        // A malformed request is 400 (RFC 3261 §8.1.1, §18.3; RFC 4475
+        // §3.1.2, §3.3.8, §3.3.9); an ACK is never answered.
+        if method != Method::Ack
+            && let Some(why) = crate::sip::message::request_problem(&tx.original)
+        {
+            info!(why, "malformed request: 400");
+            tokio::spawn(reply(tx, 400, false));
+            continue;
+        }
         let in_dialog = has_to_tag(&tx);
         match method {
             Method::Invite if !in_dialog => {
                 tokio::spawn(binding::handle_invite(ctx.clone(), Box::new(tx)));
             }
             Method::Options if !in_dialog => {
-                tokio::spawn(reply(tx, 200, true));
+                tokio::spawn(options(tx));
             }
             _ if in_dialog => {
                 let found = call_id(&tx.original).and_then(|cid| ctx.registry.lookup(&cid));

@@ -90,6 +90,149 @@ pub fn privacy_id(req: &Request) -> bool {
     })
 }
 
+/// Why a parsed request is malformed in a way RFC 3261 answers with 400
+/// (RFC 4475 §3.1.2, §3.3.8, §3.3.9); `None` when it is not. rsipstack's
+/// parser is lenient: it keeps the first of two Call-IDs, reads a negative
+/// Content-Length as 0 and a body cut short by the datagram as whole. The
+/// checks:
+///
+/// * a header that takes one value (Call-ID, From, To, CSeq, Max-Forwards,
+///   Content-Length, Content-Type) appears twice (§7.3.1, §20);
+/// * the CSeq method is not the request's method (§8.1.1.5);
+/// * Content-Length is not a number, or more than the octets that came
+///   (§18.3: over UDP a request SHOULD get 400; over TCP the stream codec
+///   waits for them);
+/// * a From, To or Contact value has an unterminated quoted string;
+/// * a Via value or Via parameter is empty (`;;`, `,,`).
+pub fn request_problem(req: &Request) -> Option<&'static str> {
+    const SINGLE: [&str; 7] = [
+        "Call-ID",
+        "From",
+        "To",
+        "CSeq",
+        "Max-Forwards",
+        "Content-Length",
+        "Content-Type",
+    ];
+    if SINGLE.iter().any(|n| header_values(req, n).len() > 1) {
+        return Some("a single-value header appears twice");
+    }
+    if let Ok(cseq) = req.cseq_header()
+        && let Ok(m) = cseq.method()
+        && m != req.method
+    {
+        return Some("CSeq method differs from the Request-Line");
+    }
+    if let Some(cl) = header_value(req, "Content-Length") {
+        match cl.trim().parse::<usize>() {
+            Ok(n) if n <= req.body.len() => {}
+            _ => return Some("bad Content-Length"),
+        }
+    }
+    for name in ["From", "To", "Contact"] {
+        if header_values(req, name).iter().any(|v| !quotes_balanced(v)) {
+            return Some("unterminated quoted string");
+        }
+    }
+    let bad_via = header_values(req, "Via").iter().any(|v| {
+        v.split(',').any(|one| {
+            let one = one.trim();
+            one.is_empty() || one.split(';').any(|p| p.trim().is_empty())
+        })
+    });
+    if bad_via {
+        return Some("empty Via value or parameter");
+    }
+    None
+}
+
+/// Whether every `"` opens and closes a quoted string (a `\` escapes the
+/// next character inside one, RFC 3261 §25.1 quoted-pair).
+fn quotes_balanced(v: &str) -> bool {
+    let (mut inside, mut escaped) = (false, false);
+    for c in v.chars() {
+        if escaped {
+            escaped = false;
+        } else if inside && c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            inside = !inside;
+        }
+    }
+    !inside
+}
+
+/// The option tags of every Require header of a request (RFC 3261
+/// §20.32), in order. Mediator supports no extension, so any tag here means
+/// 420 (§8.2.2.3).
+pub fn required_options(req: &Request) -> Vec<String> {
+    header_values(req, "Require")
+        .iter()
+        .flat_map(|v| {
+            v.split(',')
+                .map(|t| t.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Whether a Request-URI has a scheme we serve (`sip`, `sips`, `tel`);
+/// else 416 (RFC 3261 §8.2.2.1).
+pub fn scheme_supported(uri: &str) -> bool {
+    uri.split(':').next().is_some_and(|s| {
+        ["sip", "sips", "tel"]
+            .iter()
+            .any(|x| s.trim().eq_ignore_ascii_case(x))
+    })
+}
+
+/// Whether a request carries a body we cannot read: a non-empty body whose
+/// Content-Type is present and not `application/sdp`. The answer is 415
+/// with `Accept: application/sdp` (RFC 3261 §8.2.3). A body without a
+/// Content-Type is read as SDP, as trunks sometimes send it.
+pub fn unsupported_body<M: HeadersExt>(msg: &M, body: &[u8]) -> bool {
+    if body.is_empty() {
+        return false;
+    }
+    let ctype = header_value(msg, "Content-Type").unwrap_or_default();
+    let media = ctype.split(';').next().unwrap_or("").trim();
+    !media.is_empty() && !media.eq_ignore_ascii_case("application/sdp")
+}
+
+/// Whether the Accept headers of a request admit `application/sdp`, the
+/// only body we answer with (RFC 3261 §20.1: no Accept means
+/// `application/sdp`); else the answer is 406 (§21.4.7). Ranges
+/// (`application/*`, `*/*`) admit it; a range with `q=0` does not.
+pub fn accepts_sdp(req: &Request) -> bool {
+    let accept = header_values(req, "Accept");
+    if accept.is_empty() {
+        return true;
+    }
+    let ranges: Vec<&str> = accept
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .collect();
+    // An Accept header with an empty value accepts no body at all; we
+    // answer an INVITE only with SDP.
+    ranges.iter().any(|r| {
+        let mut parts = r.split(';');
+        let media = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|p| {
+            p.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("q")
+                    && v.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+            })
+        });
+        !refused
+            && ["application/sdp", "application/*", "*/*"]
+                .iter()
+                .any(|m| media.eq_ignore_ascii_case(m))
+    })
+}
+
 /// The Contact URI of a message (first value).
 pub fn contact_uri<M: HeadersExt>(msg: &M) -> Option<String> {
     let c = msg.contact_header().ok()?;
@@ -199,6 +342,73 @@ mod tests {
         assert_eq!(tag_of("<sip:a@b>;tag=xyz").as_deref(), Some("xyz"));
         assert_eq!(tag_of("\"a;tag=no\" <sip:a@b;tag=no>").as_deref(), None);
         assert_eq!(tag_of("sip:a@b;tag=1").as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn accept_and_content_type() {
+        let req = |extra: &str, body: &str| {
+            let text = format!(
+                "INVITE sip:1@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:1@h>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            match rsipstack::sip::SipMessage::try_from(text.as_str()).expect("parses") {
+                rsipstack::sip::SipMessage::Request(r) => r,
+                _ => unreachable!(),
+            }
+        };
+        assert!(accepts_sdp(&req("", "")));
+        assert!(accepts_sdp(&req(
+            "Accept: application/sdp, text/plain\r\n",
+            ""
+        )));
+        assert!(accepts_sdp(&req("Accept: */*\r\n", "")));
+        assert!(!accepts_sdp(&req("Accept: text/nobodyKnowsThis\r\n", "")));
+        assert!(!accepts_sdp(&req("Accept: application/sdp;q=0\r\n", "")));
+        let r = req("Content-Type: application/unknownformat\r\n", "<x/>");
+        assert!(unsupported_body(&r, r.body()));
+        let r = req("Content-Type: Application/SDP; charset=x\r\n", "v=0");
+        assert!(!unsupported_body(&r, r.body()));
+        let r = req("", "v=0");
+        assert!(!unsupported_body(&r, r.body()));
+        assert!(scheme_supported("TEL:+1555"));
+        assert!(!scheme_supported(
+            "nobodyKnowsThisScheme:totallyopaquecontent"
+        ));
+        assert!(!scheme_supported("soap.beep://192.0.2.103:3002"));
+        assert_eq!(
+            required_options(&req("Require: a, b\r\nRequire: c\r\n", "")),
+            ["a", "b", "c"]
+        );
+    }
+
+    #[test]
+    fn malformed_requests() {
+        let req = |method: &str, extra: &str, body: &str| {
+            let text = format!(
+                "{method} sip:1@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: \"A \\\"x\\\"\" <sip:a@h>;tag=1\r\nTo: <sip:1@h>\r\nCall-ID: c\r\nCSeq: 1 {method}\r\n{extra}\r\n{body}"
+            );
+            match rsipstack::sip::SipMessage::try_from(text.as_str()).expect("parses") {
+                rsipstack::sip::SipMessage::Request(r) => r,
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(request_problem(&req("INVITE", "Content-Length: 3\r\n", "v=0")), None);
+        assert_eq!(request_problem(&req("OPTIONS", "", "")), None);
+        for (method, extra, body) in [
+            ("INVITE", "Call-ID: d\r\n", ""),
+            ("INVITE", "Max-Forwards: 70\r\nMax-Forwards: 5\r\n", ""),
+            ("INVITE", "Content-Length: 13\r\nContent-Length: 5\r\n", "abcde"),
+            ("INVITE", "Content-Length: 9999\r\n", "v=0"),
+            ("INVITE", "Content-Length: -999\r\n", ""),
+            ("INVITE", "Contact: \"Joe <sip:joe@h>\r\n", ""),
+            ("INVITE", "Via: SIP/2.0/UDP 192.0.2.15;;,;,,\r\n", ""),
+        ] {
+            assert!(request_problem(&req(method, extra, body)).is_some(), "{extra}");
+        }
+        let mut mismatch = req("OPTIONS", "", "");
+        mismatch.headers.retain(|h| !matches!(h, Header::CSeq(_)));
+        mismatch.headers.push(Header::CSeq("8 INVITE".into()));
+        assert!(request_problem(&mismatch).is_some());
     }
 
     #[test]

@@ -85,6 +85,20 @@ pub fn parse_message(data: &[u8]) -> Result<SipMessage, Error> {
 }
 
 fn parse_request_line(line: &str, headers: Headers, body: Vec<u8>) -> Result<SipMessage, Error> {
+    // Mediator patch: the Request-Line is `Method SP Request-URI SP
+    // SIP-Version` with single spaces and nothing after the version (RFC
+    // 3261 §25.1), and the Request-URI is no name-addr. RFC 4475 §3.1.2.7
+    // (`<sip:...>`), §3.1.2.9 (two SP) and §3.1.2.10 (SP after the
+    // version) are invalid; they were accepted.
+    if line.split(' ').count() != 3
+        || line.split(' ').any(str::is_empty)
+        || line.contains('\t')
+        || line.split(' ').nth(1).is_some_and(|u| u.starts_with('<'))
+    {
+        return Err(Error::ParseError(format!(
+            "Request-Line: not `Method SP Request-URI SP SIP-Version`: {line:?}"
+        )));
+    }
     let mut parts = line.splitn(3, [' ', '\t']);
     let method_str = parts
         .next()
@@ -227,6 +241,20 @@ mod tests {
              Call-ID: c1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
         );
         SipMessage::try_from(raw.as_str())
+    }
+
+    #[test]
+    fn a_malformed_request_line_is_rejected() {
+        for line in [
+            "INVITE <sip:user@example.com> SIP/2.0",
+            "INVITE  sip:user@example.com  SIP/2.0",
+            "OPTIONS sip:user@example.com SIP/2.0  ",
+            "INVITE sip:user@example.com; lr SIP/2.0",
+            "INVITE\tsip:user@example.com SIP/2.0",
+        ] {
+            assert!(parse_request_line(line).is_err(), "{line}");
+        }
+        assert!(parse_request_line("OPTIONS sip:user@example.com SIP/2.0").is_ok());
     }
 
     #[test]

@@ -366,8 +366,10 @@ impl FromStr for Param {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim_start_matches(';').trim();
         if let Some(eq) = s.find('=') {
-            let name = &s[..eq];
-            let value = &s[eq + 1..];
+            // Mediator patch: LWS may surround the `=` (RFC 3261 §25.1,
+            // EQUAL = SWS "=" SWS; RFC 4475 §3.1.1.1 `tag    = 1918181833n`).
+            let name = s[..eq].trim();
+            let value = s[eq + 1..].trim();
             Param::try_from((name, Some(value)))
         } else {
             Param::try_from((s, None))

@@ -42,10 +42,21 @@ impl TransactionKey {
             method = Method::Invite;
         }
 
-        let from_tag = req
-            .from_header()?
-            .tag()?
-            .ok_or(Error::Error("from tags missing".to_string()))?;
+        // Mediator patch: an RFC 2543 request (no magic cookie in the top
+        // Via branch) may carry no From tag, and RFC 3261 §8.2.2.2/§17.2.3
+        // still has a UAS answer it; its key uses an empty tag (the
+        // Request-URI-less RFC 2543 match of this crate). An RFC 3261
+        // request without a From tag stays an error.
+        let from_tag = match req.from_header()?.tag()? {
+            Some(tag) => tag,
+            None if !via
+                .branch()
+                .is_some_and(|b| b.to_string().starts_with("z9hG4bK")) =>
+            {
+                Tag::new("")
+            }
+            None => return Err(Error::Error("from tags missing".to_string())),
+        };
         let call_id = req.call_id_header()?.value();
         let cseq = req.cseq_header()?.seq()?;
         Self::build_key(role, via, method, cseq, from_tag, call_id)

@@ -146,6 +146,12 @@ impl Decoder for SipCodec {
                 let head = src.split_to(headers_end + 4);
                 return Ok(Some(SipCodecType::MissingContentLength(head)));
             };
+            // Mediator patch: a Content-Length near usize::MAX overflowed
+            // this sum (a panic with overflow checks, a wrapped, too short
+            // frame without); a body past the largest message is an error.
+            if content_length > MAX_SIP_MESSAGE_SIZE {
+                return Err(crate::Error::Error("Content-Length too large".to_string()));
+            }
             let total_len = headers_end + 4 + content_length;
 
             if src.len() >= total_len {
