@@ -392,18 +392,28 @@ mod tests {
                 _ => unreachable!(),
             }
         };
-        assert_eq!(request_problem(&req("INVITE", "Content-Length: 3\r\n", "v=0")), None);
+        assert_eq!(
+            request_problem(&req("INVITE", "Content-Length: 3\r\n", "v=0")),
+            None
+        );
         assert_eq!(request_problem(&req("OPTIONS", "", "")), None);
         for (method, extra, body) in [
             ("INVITE", "Call-ID: d\r\n", ""),
             ("INVITE", "Max-Forwards: 70\r\nMax-Forwards: 5\r\n", ""),
-            ("INVITE", "Content-Length: 13\r\nContent-Length: 5\r\n", "abcde"),
+            (
+                "INVITE",
+                "Content-Length: 13\r\nContent-Length: 5\r\n",
+                "abcde",
+            ),
             ("INVITE", "Content-Length: 9999\r\n", "v=0"),
             ("INVITE", "Content-Length: -999\r\n", ""),
             ("INVITE", "Contact: \"Joe <sip:joe@h>\r\n", ""),
             ("INVITE", "Via: SIP/2.0/UDP 192.0.2.15;;,;,,\r\n", ""),
         ] {
-            assert!(request_problem(&req(method, extra, body)).is_some(), "{extra}");
+            assert!(
+                request_problem(&req(method, extra, body)).is_some(),
+                "{extra}"
+            );
         }
         let mut mismatch = req("OPTIONS", "", "");
         mismatch.headers.retain(|h| !matches!(h, Header::CSeq(_)));
