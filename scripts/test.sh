@@ -79,7 +79,9 @@ drop_stale_test_databases() {
     psql -h 127.0.0.1 -U postgres -d postgres -Atc \
         "SELECT datname FROM pg_database WHERE datname LIKE 'mediator_t_%'" 2>/dev/null |
         while read -r db; do
-            [ -n "$db" ] && psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+            # Without FORCE: a database another test run is using right now
+            # is not stale, and the drop fails and leaves it alone.
+            [ -n "$db" ] && psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
         done
 }
 
