@@ -11,9 +11,10 @@ wire; <allOneLine>...</allOneLine> joins its lines; <hex>..</hex> are raw
 octets; <repeat count=N>..</repeat> repeats. @DID@ becomes --did.
 
 Every message goes over UDP, one datagram from SRC:5060 (SRC defaults to
-127.0.45.1, a loopback address nothing else uses: the Via sent-by of most
-messages names no port, so the answer goes to the packet's source address,
-received=, and port 5060, RFC 3261 18.2.2). The messages for which a stream
+127.0.45.1, a loopback address nothing else uses). rsipstack writes
+received= and rport= of the packet's source into the top Via, so answers
+come back here whatever the Via names; port 5060 is where RFC 3261 18.2.2
+alone would send them for a Via without a port. The messages for which a stream
 changes what is tested go over TCP too (TCP_TOO). Whatever Mediator answers
 within 2 s (over TCP with "-tcp" added to its Call-ID, so that it is a new
 transaction; status codes of the responses carrying the message's Call-ID,
