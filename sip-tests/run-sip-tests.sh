@@ -15,7 +15,8 @@
 # Last line: "N passed, M failed"; exit status non-zero on any failure.
 #
 # Env: MEDIATOR_BIN (default target/release/mediator, built if missing),
-#      ONLY=regex (run the matching cases), KEEP_DB=1 (keep the SQLite dir).
+#      ONLY=regex (run the matching cases), KEEP_DB=1 (keep the SQLite dir),
+#      RTP_THOUSANDS (relay ports N000-N999, default 41), BS_RTP_LOW (18000).
 #      Ports: 127.0.0.1:5060 (Mediator), 5080 (trunk), 5070 (caller) and
 #      8089 (REST) when free, else free ports picked at start.
 set -u
@@ -71,9 +72,13 @@ PORTS=$(python3 "$HERE/freeport.py" --ip 127.0.0.1 --ip 127.0.0.2 5060 5080 5070
 read -r SIP_PORT UAS_PORT UAC_PORT UAC2_PORT API_PORT BS_SIP_PORT BS_CTRL_PORT <<<"$PORTS"
 PORTS=$(python3 "$HERE/freeport.py" --pair 16000 17000 16010) || abort "no free media ports"
 read -r A_MP B_MP A2_MP <<<"$PORTS"
-RTP_LOW=41000 RTP_HIGH=41999      # Mediator's relay ports (away from the default 20000-29999)
-RTP_RE='41[0-9]{3}'                # the same, as the regex the scenarios check SDP with
-BS_RTP_LOW=18000 BS_RTP_HIGH=18099 # baresip's RTP ports
+# Mediator's relay ports, away from the default 20000-29999: the thousand
+# ports from RTP_THOUSANDS*1000 (env, default 41; two runs side by side need
+# different values).
+RTP_THOUSANDS="${RTP_THOUSANDS:-41}"
+RTP_LOW=$((RTP_THOUSANDS * 1000)) RTP_HIGH=$((RTP_THOUSANDS * 1000 + 999))
+RTP_RE="${RTP_THOUSANDS}[0-9]{3}"  # the same, as the regex the scenarios check SDP with
+BS_RTP_LOW="${BS_RTP_LOW:-18000}" BS_RTP_HIGH=$((BS_RTP_LOW + 99)) # baresip's RTP ports
 API="http://127.0.0.1:$API_PORT/mediator/v1"
 echo "ports: mediator $SIP_PORT, trunk (callee) $UAS_PORT, caller $UAC_PORT, REST $API_PORT, media $A_MP/$B_MP"
 
