@@ -132,6 +132,21 @@ pub struct SipConfig {
     /// After SIGTERM, how long established calls may go on, in seconds.
     #[serde(default = "default_drain")]
     pub drain_secs: u64,
+    /// RFC 4028 session interval we ask for and offer, in seconds (at least
+    /// `min_se_secs`).
+    #[serde(default = "default_session_expires")]
+    pub session_expires_secs: u32,
+    /// RFC 4028 Min-SE: the shortest session interval we accept, in seconds
+    /// (at least 90, RFC 4028 §5).
+    #[serde(default = "default_min_se")]
+    pub min_se_secs: u32,
+}
+
+fn default_session_expires() -> u32 {
+    1800
+}
+fn default_min_se() -> u32 {
+    90
 }
 
 fn default_ring_timeout() -> u64 {
@@ -163,6 +178,8 @@ impl Default for SipConfig {
             trusted: default_trusted(),
             ring_timeout_secs: default_ring_timeout(),
             drain_secs: default_drain(),
+            session_expires_secs: default_session_expires(),
+            min_se_secs: default_min_se(),
         }
     }
 }
@@ -378,6 +395,18 @@ impl Config {
             })?;
         if self.sip.ring_timeout_secs == 0 {
             return Err(invalid("sip.ring_timeout_secs", "must be at least 1"));
+        }
+        if self.sip.min_se_secs < 90 {
+            return Err(invalid(
+                "sip.min_se_secs",
+                "must be at least 90 (RFC 4028 section 5)",
+            ));
+        }
+        if self.sip.session_expires_secs < self.sip.min_se_secs {
+            return Err(invalid(
+                "sip.session_expires_secs",
+                "must be at least sip.min_se_secs",
+            ));
         }
         parse_port_range(&self.media.rtp_ports).map_err(|p| invalid("media.rtp_ports", p))?;
         for (i, net) in self.media.audio_fetch_allow.iter().enumerate() {

@@ -107,6 +107,8 @@ fn call_config(config: &Config) -> anyhow::Result<(SipConfig, MediaConfig)> {
         trusted: config.sip.trusted.clone(),
         ring_timeout_secs: config.sip.ring_timeout_secs,
         drain_secs: config.sip.drain_secs,
+        session_expires_secs: config.sip.session_expires_secs,
+        min_se_secs: config.sip.min_se_secs,
     };
     let media = MediaConfig {
         advertised_ip: config.media.advertised_ip.clone(),

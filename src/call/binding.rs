@@ -31,6 +31,9 @@ use crate::sip::message::{
 };
 use crate::sip::number::uri_number;
 
+mod established;
+use established::{LegClock, Pending};
+
 /// How long a TCP connect to the UDP trunk may take when a large INVITE is
 /// switched to TCP (RFC 3261 §18.1.1) before we send it over UDP instead.
 const TCP_SWITCH_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -101,14 +104,38 @@ async fn admit(ctx: Arc<Ctx>, tx: Box<Transaction>) -> Option<Box<InboundCall>> 
             return None;
         } // RFC 3261 §16.3 step 3
     }
-    // We support no extensions: a Require we cannot honour is 420 (RFC 3261 §8.2.2.3).
-    let required = crate::sip::message::required_options(&req);
+    // A Require we cannot honour is 420 (RFC 3261 §8.2.2.3); we support
+    // session timers (RFC 4028).
+    let required: Vec<String> = crate::sip::message::required_options(&req)
+        .into_iter()
+        .filter(|t| {
+            !super::legs::SUPPORTED
+                .iter()
+                .any(|s| t.eq_ignore_ascii_case(s))
+        })
+        .collect();
     if !required.is_empty() {
         let _ = tx
             .reply_with(
                 crate::sip::message::status(420),
                 vec![rsipstack::sip::Header::Unsupported(
                     required.join(", ").into(),
+                )],
+                None,
+            )
+            .await;
+        drive(tx);
+        return None;
+    }
+    // A session interval below our Min-SE is 422 with it (RFC 4028 §9).
+    if let Err(min_se) = super::session_timer::as_uas(&req, &ctx.cfg.timers) {
+        info!(min_se, "Session-Expires below our Min-SE: 422");
+        let _ = tx
+            .reply_with(
+                crate::sip::message::status(422),
+                vec![rsipstack::sip::Header::Other(
+                    "Min-SE".into(),
+                    min_se.to_string(),
                 )],
                 None,
             )
@@ -200,6 +227,10 @@ async fn admit(ctx: Arc<Ctx>, tx: Box<Transaction>) -> Option<Box<InboundCall>> 
         b_sdp: None,
         a_seen: None,
         b_seen: None,
+        pending: None,
+        pending_seq: 0,
+        a_clock: LegClock::default(),
+        b_clock: LegClock::default(),
     }))
 }
 
@@ -246,6 +277,13 @@ struct InboundCall {
     /// from B: an offer with the same origin changes nothing.
     a_seen: Option<(u64, u64)>,
     b_seen: Option<(u64, u64)>,
+    /// The offer or refresh we wait on (established phase).
+    pending: Option<Pending>,
+    /// Numbers our in-dialog requests, to match their outcomes.
+    pending_seq: u64,
+    /// RFC 4028 session timers of A's and B's dialogs.
+    a_clock: LegClock,
+    b_clock: LegClock,
 }
 
 /// What the event loop should do next.
@@ -269,6 +307,12 @@ impl InboundCall {
             if code >= 300 {
                 self.stopped = Some(Utc::now());
             }
+        }
+        let mut resp = resp;
+        if code == 200
+            && let Some(t) = self.a_clock.timer
+        {
+            resp.headers.extend(t.response_headers());
         }
         let _ = self.a_sender.send(TransactionEvent::Respond(resp));
     }
@@ -610,6 +654,13 @@ impl InboundCall {
                 return Flow::Done;
             }
             self.answered = Some(Utc::now());
+            // RFC 4028: the timer A asked for (checked at admission), and
+            // the one B's 2xx gave.
+            if let Ok(t) = super::session_timer::as_uas(&self.invite, &self.ctx.cfg.timers) {
+                self.a_clock.arm(t);
+            }
+            let asked = self.ctx.cfg.timers.session_expires;
+            self.b_clock.arm(super::session_timer::as_uac(&r, asked));
             self.respond_a(200, self.a_answer.clone());
             if let Some(conn) = self.a_conn.clone() {
                 self.a_dialog = a_dialog(&self.ctx.cfg, &self.invite, &self.a_tag, conn);
@@ -693,351 +744,13 @@ impl InboundCall {
                         return;
                     }
                     Some(CallEvent::Request(tx, _)) => Box::pin(self.early_request(*tx)).await,
+                    Some(CallEvent::Outcome(..)) => {}
                 },
             }
             if self.a_final.is_some() && give_up_at.is_none() {
                 give_up_at = Some(tokio::time::Instant::now() + CANCEL_WAIT);
             }
         }
-    }
-
-    /// A re-INVITE or UPDATE from `side` in the established call (RFC 3261
-    /// §14, RFC 3311). An offer that changes the session (hold, resume, a
-    /// new address) is relayed to the other leg with our address in it, and
-    /// `side` gets an answer with the direction the other leg answered; an
-    /// unchanged offer (a session refresh: same origin version, RFC 3264 §8)
-    /// and an offerless re-INVITE are answered here without disturbing the
-    /// other leg. The other leg's failure (491 on glare, 488, ...) is passed
-    /// back, so the sender retries as RFC 3261 §14.1 says.
-    async fn reoffer(&mut self, mut tx: Transaction, side: Side) {
-        let req = tx.original.clone();
-        let parsed = match sdp_body(&req, req.body()).map(|s| sdp::parse(&s)) {
-            None => None,
-            Some(Ok(p)) => Some(p),
-            Some(Err(_)) => {
-                let resp = self.in_dialog_response(&req, 400, None);
-                let _ = tx.respond(resp).await;
-                return drive(tx);
-            }
-        };
-        let seen = match side {
-            Side::A => self.a_seen,
-            Side::B => self.b_seen,
-        };
-        let (code, body) = match &parsed {
-            Some(p) if seen != Some(sdp::origin_of(p)) => {
-                match self.relay_offer(&req, p, side).await {
-                    Ok(answer) => (200, Some(answer)),
-                    Err(code) => (code, None),
-                }
-            }
-            _ => self.local_answer(parsed.as_ref(), side),
-        };
-        let resp = self.in_dialog_response(&req, code, body.as_deref());
-        let _ = tx.respond(resp).await;
-        drive(tx);
-    }
-
-    /// A response to an in-dialog request of a leg, with our To tag.
-    fn in_dialog_response(&self, req: &Request, code: u16, body: Option<&str>) -> Response {
-        let tag = crate::sip::message::tag_of(
-            &req.to_header()
-                .map(|t| t.value().to_string())
-                .unwrap_or_default(),
-        )
-        .unwrap_or_default();
-        a_response(
-            &self.ctx.endpoint,
-            &self.ctx.cfg,
-            req,
-            &tag,
-            code,
-            if code == 200 { body } else { None },
-        )
-    }
-
-    /// The answer to an offer that changes nothing for the other leg (or
-    /// our current description, as an offer, when there is none): the codec
-    /// must still be offered (else 488); a new address is taken.
-    fn local_answer(&mut self, parsed: Option<&ParsedSdp>, side: Side) -> (u16, Option<String>) {
-        let ours = match side {
-            Side::A => self.a_answer.clone(),
-            Side::B => self.b_sdp.clone(),
-        };
-        let Some(p) = parsed else {
-            return (200, ours);
-        };
-        let (Some(audio), Some(relay)) = (p.audio.as_ref(), self.relay.as_ref()) else {
-            return (488, None);
-        };
-        let Some(chosen) = self.still_offered(audio, side) else {
-            return (488, None);
-        };
-        relay.set_remote(side, audio.rtp_target(), audio.rtcp_target());
-        relay.set_codec(side, chosen);
-        let origin = match side {
-            Side::A => self.a_origin,
-            Side::B => self.b_origin,
-        };
-        let body = sdp::answer_for(
-            p,
-            audio,
-            &chosen,
-            origin,
-            self.ctx.media.advertised_ip,
-            relay.port(side),
-        );
-        (200, Some(body))
-    }
-
-    /// The codec `side` negotiated, if its new offer still has that law.
-    fn still_offered(&self, audio: &AudioLine, side: Side) -> Option<LegCodec> {
-        let current = match side {
-            Side::A => self.a_codec,
-            Side::B => self.b_leg.as_ref().and_then(|b| b.codec),
-        }?;
-        audio
-            .g711()
-            .into_iter()
-            .find(|(_, law)| *law == current.codec)
-            .map(|(pt, codec)| LegCodec {
-                codec,
-                pt,
-                te_pt: current.te_pt.and(audio.te_pt()),
-            })
-    }
-
-    /// Relays `side`'s new offer `p` to the other leg as a re-INVITE (or
-    /// UPDATE) with our address and the direction `side` asked for, waits
-    /// for its final response (Timer B, 64*T1), and builds `side`'s answer.
-    /// Errors with the status `side` gets.
-    async fn relay_offer(
-        &mut self,
-        req: &Request,
-        p: &ParsedSdp,
-        side: Side,
-    ) -> Result<String, u16> {
-        let audio = p.audio.clone().ok_or(488u16)?;
-        let chosen = self.still_offered(&audio, side).ok_or(488u16)?;
-        let other = side.other();
-        let other_codec = match other {
-            Side::A => self.a_codec,
-            Side::B => self.b_leg.as_ref().and_then(|b| b.codec),
-        }
-        .ok_or(488u16)?;
-        let (port_side, port_other) = match self.relay.as_ref() {
-            Some(r) => (r.port(side), r.port(other)),
-            None => return Err(488),
-        };
-        let ip = self.ctx.media.advertised_ip;
-        let offer = {
-            let origin = match other {
-                Side::A => &mut self.a_origin,
-                Side::B => &mut self.b_origin,
-            };
-            origin.version += 1;
-            sdp::reoffer(
-                &other_codec,
-                *origin,
-                ip,
-                port_other,
-                sdp::effective_direction(&audio),
-            )
-        };
-        let dialog = match other {
-            Side::A => self.a_dialog.as_mut(),
-            Side::B => self.b_leg.as_mut().and_then(|b| b.dialog.as_mut()),
-        }
-        .ok_or(481u16)?;
-        let mut out = dialog.request(req.method).map_err(|_| 500u16)?;
-        out.headers.push(rsipstack::sip::Header::Contact(
-            crate::call::legs::our_contact(&self.ctx.cfg, dialog.proto).into(),
-        ));
-        out.headers.push(rsipstack::sip::Header::ContentType(
-            "application/sdp".into(),
-        ));
-        out.body = offer.clone().into_bytes();
-        let (conn, dest) = (dialog.connection.clone(), dialog.destination.clone());
-        let mut t = crate::sip::dialog::send_request(&self.ctx.endpoint, out, Some(conn), dest)
-            .await
-            .map_err(|e| {
-                warn!(error = %e, "re-offer not relayed");
-                503u16
-            })?;
-        let resp = tokio::time::timeout(
-            Duration::from_secs(32),
-            crate::sip::dialog::final_response(&mut t),
-        )
-        .await
-        .ok()
-        .flatten();
-        // The stack ACKs the 2xx, and again for each retransmission of it
-        // while the transaction lives.
-        tokio::spawn(async move { while t.receive().await.is_some() {} });
-        let resp = resp.ok_or(408u16)?;
-        let code = code_of(&resp);
-        if code >= 300 {
-            info!(code, "re-offer refused by the other leg");
-            return Err(code);
-        }
-        let answer = sdp_body(&resp, resp.body())
-            .and_then(|s| sdp::parse(&s).ok())
-            .and_then(|a| a.audio.clone().map(|line| (sdp::origin_of(&a), line)));
-        let Some((their_origin, their_audio)) = answer else {
-            warn!("the other leg accepted the re-offer without an answer");
-            return Err(488);
-        };
-        let answered_dir = sdp::effective_direction(&their_audio);
-        if let Some(relay) = self.relay.as_ref() {
-            relay.set_remote(other, their_audio.rtp_target(), their_audio.rtcp_target());
-            relay.set_remote(side, audio.rtp_target(), audio.rtcp_target());
-            relay.set_codec(side, chosen);
-        }
-        let origin = match side {
-            Side::A => &mut self.a_origin,
-            Side::B => &mut self.b_origin,
-        };
-        origin.version += 1;
-        let answer =
-            sdp::answer_with_direction(p, &audio, &chosen, *origin, ip, port_side, answered_dir);
-        match side {
-            Side::A => {
-                self.a_seen = Some(sdp::origin_of(p));
-                self.b_seen = Some(their_origin);
-                self.a_answer = Some(answer.clone());
-                self.b_sdp = Some(offer);
-            }
-            Side::B => {
-                self.b_seen = Some(sdp::origin_of(p));
-                self.a_seen = Some(their_origin);
-                self.b_sdp = Some(answer.clone());
-                self.a_answer = Some(offer);
-            }
-        }
-        info!(?side, direction = answered_dir.as_str(), "re-offer relayed");
-        Ok(answer)
-    }
-
-    /// From the 200 to A until either side hangs up.
-    async fn established(&mut self) {
-        let ctx = self.ctx.clone();
-        let drain = ctx.hangup_all.clone();
-        loop {
-            tokio::select! {
-                _ = drain.cancelled() => {
-                    info!("drain time over: hanging up");
-                    self.hangup.get_or_insert("system");
-                    self.bye(self.a_dialog.clone());
-                    self.bye(self.b_leg.as_ref().and_then(|b| b.dialog.clone()));
-                    break;
-                }
-                ev = self.events.recv() => match ev {
-                    None => break,
-                    Some(CallEvent::AAck(sdp)) => {
-                        let first = !self.a_acked;
-                        self.a_acked = true;
-                        if first && self.a_offer.is_none() && !self.apply_a_answer(sdp) {
-                            warn!("delayed offer: no usable answer in A's ACK");
-                            self.hangup.get_or_insert("system");
-                            self.bye(self.a_dialog.clone());
-                            self.bye(self.b_leg.as_ref().and_then(|b| b.dialog.clone()));
-                            break;
-                        }
-                    }
-                    Some(CallEvent::AGone) => {
-                        if !self.a_acked {
-                            // No ACK within 64*T1 (RFC 3261 §13.3.1.4): end the call.
-                            warn!("A never ACKed our 200");
-                            self.hangup.get_or_insert("system");
-                            self.bye(self.a_dialog.clone());
-                            self.bye(self.b_leg.as_ref().and_then(|b| b.dialog.clone()));
-                            break;
-                        }
-                    }
-                    Some(CallEvent::BResponse(r)) => {
-                        if (200..300).contains(&code_of(&r)) {
-                            self.end_other_fork(&r);
-                        }
-                    }
-                    Some(CallEvent::ACancel) | Some(CallEvent::BGone) => {}
-                    Some(CallEvent::Request(tx, side)) => {
-                        let mut tx = tx;
-                        match tx.original.method {
-                            Method::Bye => {
-                                let _ = tx.reply(crate::sip::message::status(200)).await;
-                                let (who, other) = match side {
-                                    Side::A => ("caller", self.b_leg.as_ref().and_then(|b| b.dialog.clone())),
-                                    Side::B => ("callee", self.a_dialog.clone()),
-                                };
-                                info!(side = who, "hang up");
-                                self.hangup.get_or_insert(who);
-                                self.bye(other);
-                                break;
-                            }
-                            Method::Invite | Method::Update => Box::pin(self.reoffer(*tx, side)).await,
-                            Method::Info => self.relay_info(*tx, side),
-                            Method::Options => {
-                                let _ = tx.reply(crate::sip::message::status(200)).await;
-                            }
-                            _ => {
-                                let _ = tx.reply(crate::sip::message::status(501)).await;
-                            }
-                        }
-                    }
-                },
-            }
-        }
-        self.stopped = Some(Utc::now());
-    }
-
-    /// An INFO inside the established call (RFC 6086), for example DTMF as
-    /// `application/dtmf-relay` (field case BC-28): sent on to the other
-    /// leg in its dialog with the same Content-Type, Info-Package and body;
-    /// the sender gets the other leg's final status, or 408 when it does not
-    /// answer within Timer F (64*T1). Runs beside the call, which keeps
-    /// handling its events meanwhile.
-    fn relay_info(&mut self, mut tx: Transaction, side: Side) {
-        let other = match side {
-            Side::A => self.b_leg.as_mut().and_then(|b| b.dialog.as_mut()),
-            Side::B => self.a_dialog.as_mut(),
-        };
-        let built = other.map(|d| {
-            let req = d.request(Method::Info);
-            (req, d.connection.clone(), d.destination.clone())
-        });
-        let ep = self.ctx.endpoint.clone();
-        tokio::spawn(async move {
-            let code = match built {
-                None => 481,
-                Some((Err(e), _, _)) => {
-                    warn!(error = %e, "INFO not relayed");
-                    500
-                }
-                Some((Ok(mut req), conn, dest)) => {
-                    for name in ["Content-Type", "Info-Package"] {
-                        if let Some(v) = crate::sip::message::header_value(&tx.original, name)
-                            && let Some(h) = crate::sip::message::safe_header(name, &v)
-                        {
-                            req.headers.push(h);
-                        }
-                    }
-                    req.body = tx.original.body.clone();
-                    match crate::sip::dialog::send_request(&ep, req, Some(conn), dest).await {
-                        Ok(mut out) => crate::sip::dialog::final_response(&mut out)
-                            .await
-                            .map(|r| code_of(&r))
-                            .unwrap_or(408),
-                        Err(e) => {
-                            warn!(error = %e, "INFO not relayed");
-                            503
-                        }
-                    }
-                }
-            };
-            debug!(code, "INFO relayed");
-            let _ = tx.reply(crate::sip::message::status(code)).await;
-            drive(tx);
-        });
     }
 
     /// Hands the call record to the router.

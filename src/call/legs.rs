@@ -23,6 +23,10 @@ use crate::sip::number::value_uri;
 /// Methods we answer, for `Allow` (RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
 
+/// The SIP extensions (option tags, RFC 3261 §19.2) we support: listed in
+/// `Supported` of our INVITEs, accepted in a peer's `Require`.
+pub const SUPPORTED: &[&str] = &["timer"];
+
 /// Our Contact for a leg using `proto` (RFC 3261 §8.1.1.8: reachable, our
 /// advertised address, never a bind address).
 pub fn our_contact(cfg: &ValidSipConfig, proto: Proto) -> String {
@@ -150,6 +154,12 @@ pub fn b_invite(cfg: &ValidSipConfig, b: &BInvite<'_>) -> Result<Request, SipErr
         headers.push(Header::Privacy("id".into()));
     }
     headers.push(Header::Allow(ALLOW.into()));
+    headers.push(Header::Supported(SUPPORTED.join(", ").into()));
+    // RFC 4028 §7.1: the interval we ask for; the B leg chooses the refresher.
+    headers.extend(crate::call::session_timer::invite_headers(
+        cfg.timers.session_expires,
+        &cfg.timers,
+    ));
     headers.push(Header::UserAgent(crate::sip::endpoint::USER_AGENT.into()));
     for (name, value) in &b.route.sip_headers {
         let is_x = name.len() > 2 && name[..2].eq_ignore_ascii_case("X-");

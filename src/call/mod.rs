@@ -5,6 +5,7 @@
 pub mod callerid;
 pub mod legs;
 pub mod router;
+pub mod session_timer;
 
 mod binding;
 mod registry;

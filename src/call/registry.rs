@@ -26,6 +26,10 @@ pub(crate) enum CallEvent {
     BGone,
     /// A new request inside one of the call's dialogs.
     Request(Box<Transaction>, Side),
+    /// The final response to a request the call sent in a dialog (numbered
+    /// by the call), or the status it failed with (408: no final response
+    /// within 64*T1; 503: not sent).
+    Outcome(u64, Result<Box<Response>, u16>),
 }
 
 /// Call-ID to call task.

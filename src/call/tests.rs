@@ -49,6 +49,7 @@ async fn start_core(
             trusted: vec!["127.0.0.0/8".into()],
             ring_timeout_secs,
             drain_secs,
+            ..SipConfig::default()
         };
         let media = MediaConfig {
             advertised_ip: "127.0.0.1".into(),

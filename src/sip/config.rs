@@ -23,6 +23,10 @@ pub struct SipConfig {
     /// After the shutdown signal, how long established calls may continue, in
     /// seconds; then they are hung up.
     pub drain_secs: u64,
+    /// RFC 4028 session interval we ask for, in seconds.
+    pub session_expires_secs: u32,
+    /// RFC 4028 Min-SE we accept, in seconds (at least 90).
+    pub min_se_secs: u32,
 }
 
 impl Default for SipConfig {
@@ -34,6 +38,8 @@ impl Default for SipConfig {
             trusted: vec!["127.0.0.0/8".into()],
             ring_timeout_secs: 60,
             drain_secs: 30,
+            session_expires_secs: 1800,
+            min_se_secs: 90,
         }
     }
 }
@@ -99,6 +105,8 @@ pub struct ValidSipConfig {
     pub ring_timeout: std::time::Duration,
     /// Drain time.
     pub drain: std::time::Duration,
+    /// Session timer settings (RFC 4028).
+    pub timers: crate::call::session_timer::TimerConfig,
 }
 
 impl ValidSipConfig {
@@ -213,6 +221,10 @@ impl SipConfig {
             trusted,
             ring_timeout: std::time::Duration::from_secs(self.ring_timeout_secs),
             drain: std::time::Duration::from_secs(self.drain_secs),
+            timers: crate::call::session_timer::TimerConfig {
+                session_expires: self.session_expires_secs.max(self.min_se_secs),
+                min_se: self.min_se_secs.max(crate::call::session_timer::RFC_MIN_SE),
+            },
         })
     }
 }
