@@ -5,8 +5,10 @@
 # binary between SIPp callers and callees, and one call from baresip;
 # sip-tests/tcp-framing/run.sh: TCP framing and large messages with a
 # scripted user agent), and the hostile-input test (sip-tests/torture/run.sh:
-# RFC 4475 during a call). The fuzz targets are not run here: scripts/fuzz.sh
-# (docs/robustness.md); their corpora are replayed by cargo test.
+# RFC 4475 during a call). The two cargo-fuzz targets run briefly
+# (scripts/fuzz.sh, FUZZ_SECONDS each, default 30) at low priority beside the
+# SIP tests, and their committed corpora are replayed by cargo test; long
+# fuzz runs are recorded in docs/robustness.md.
 #
 # Needs: cargo; PostgreSQL on 127.0.0.1:5432 with trust auth (started here if
 # installed but stopped, installed from Debian's packages if missing); for the
@@ -102,6 +104,14 @@ echo "rust: $passed passed, $failed failed"
 
 log "SIP end to end (release build, SIPp and baresip): sip-tests/run-sip-tests.sh"
 cargo build --release --quiet
+
+# The fuzzers build (their own target dir, fuzz/target) and run in the
+# background at the lowest CPU priority while the SIP tests, which mostly
+# wait on the network, run; the result is checked at the end.
+log "fuzz targets in the background: scripts/fuzz.sh ${FUZZ_SECONDS:-30} (log: target/fuzz-ci.log)"
+setsid nice -n 19 bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}" >target/fuzz-ci.log 2>&1 &
+FUZZ_PID=$!
+trap 'kill -- -"$FUZZ_PID" 2>/dev/null || true' EXIT
 # Last line "N passed, M failed"; non-zero exit on any failure (set -e).
 MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/run-sip-tests.sh
 
@@ -110,3 +120,12 @@ MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/tcp-framing/run.sh
 
 log "hostile input: RFC 4475 torture messages during a call, compact forms (sip-tests/torture/run.sh)"
 MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/torture/run.sh
+
+log "fuzz targets: scripts/fuzz.sh (started above)"
+if wait "$FUZZ_PID"; then
+    grep -E '^(PASS|FAIL|build|total)' target/fuzz-ci.log
+else
+    cat target/fuzz-ci.log
+    log "fuzzing found a crash or could not run"
+    exit 1
+fi

@@ -14,6 +14,11 @@ values = dict(p.split("=", 1) for p in pairs)
 if values.get("FLOW") == "answer_bye":
     values["CAPTURE"] = ('<ereg regexp="&lt;.*" search_in="hdr" header="From:" assign_to="bfrom"/>'
                          '<ereg regexp="&lt;.*" search_in="hdr" header="To:" assign_to="bto"/>')
+if values.get("FLOW") in ("answer_glare",):
+    # The dialog's From and To, for the callee's own re-INVITE; the relayed
+    # re-INVITE's Via and CSeq are captured by the flow itself.
+    values["CAPTURE"] = ('<ereg regexp="&lt;.*" search_in="hdr" header="From:" assign_to="bfrom"/>'
+                         '<ereg regexp="&lt;.*" search_in="hdr" header="To:" assign_to="bto"/>')
 if values.get("FLOW") == "forked_answer":
     # The INVITE's To (no tag) and Via, for the second fork's 2xx.
     values["CAPTURE"] = ('<ereg regexp="&lt;.*" search_in="hdr" header="To:" assign_to="bto"/>'

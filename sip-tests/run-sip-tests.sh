@@ -258,14 +258,15 @@ cdr_mark() { python3 "$HERE/cdr.py" mark "$DB"; }
 # run_case NAME TRANSPORT(u1|t1) SERVICE UAC_TEMPLATE UAC_VARS UAS_FLOW UAS_CHECKS RTP(0|1) [UAC_IP]
 # Env for one call: B_FORMATS/B_RTPMAPS (callee's answer), PT_TO_A/PT_TO_B
 # (payload type every relayed packet must carry), MIN_TO_A/MIN_TO_B (packets
-# that must arrive, default 100), CDR (FIELD=VALUE checks of the call detail
+# that must arrive, default 100), CASE_TIMEOUT (the caller's SIPp timeout in
+# seconds, default 45), CDR (FIELD=VALUE checks of the call detail
 # record the call must leave, see cdr.py; empty: not checked).
 run_case() {
     local name="$1" tr="$2" service="$3" uac_t="$4" uac_vars="$5" flow="$6" checks="$7" rtp="$8" uac_ip="${9:-127.0.0.1}"
     selected "$name" || return 0
     case_start
     local d="$OUT/$name"; mkdir -p "$d"
-    local uac_xml="$d/uac.xml" uas_xml="$d/uas.xml" mark=""
+    local uac_xml="$d/uac.xml" uas_xml="$d/uas.xml" mark="" tmo="${CASE_TIMEOUT:-45}"
     local proto=udp; [ "$tr" = t1 ] && proto=tcp
     [ -n "${CDR:-}" ] && mark=$(cdr_mark)
     # shellcheck disable=SC2086
@@ -278,13 +279,13 @@ run_case() {
     if [ "$flow" != none ]; then
         eval render "$SC/uas.xml" "$uas_xml" "FLOW=$flow" "$checks" \
             "'B_FORMATS=${B_FORMATS:-8 101}'" "'B_RTPMAPS=${B_RTPMAPS:-a=rtpmap:8 PCMA/8000\\na=rtpmap:101 telephone-event/8000\\na=fmtp:101 0-16}'"
-        (cd "$d" && exec timeout 60 sipp -sf "$uas_xml" -i 127.0.0.1 -p "$UAS_PORT" -t "$tr" -m 1 \
-            -mp "$B_MP" -nostdin -trace_err -trace_msg -timeout 50s -timeout_error >"$d/uas.out" 2>&1) &
+        (cd "$d" && exec timeout $((tmo + 15)) sipp -sf "$uas_xml" -i 127.0.0.1 -p "$UAS_PORT" -t "$tr" -m 1 \
+            -mp "$B_MP" -nostdin -trace_err -trace_msg -timeout $((tmo + 5))s -timeout_error >"$d/uas.out" 2>&1) &
         uas_pid=$!; BG_PIDS+=("$uas_pid")
         wait_bound "$proto" "$UAS_PORT" || { result "$name" 1 "callee sipp did not bind $UAS_PORT"; return; }
     fi
-    (cd "$d" && exec timeout 60 sipp -sf "$uac_xml" "127.0.0.1:$SIP_PORT" -i "$uac_ip" -p "$UAC_PORT" -t "$tr" -m 1 \
-        -mp "$A_MP" -s "$service" -cid_str "acall-%u-%p@%s" -nostdin -trace_err -trace_msg -timeout 45s -timeout_error \
+    (cd "$d" && exec timeout $((tmo + 15)) sipp -sf "$uac_xml" "127.0.0.1:$SIP_PORT" -i "$uac_ip" -p "$UAC_PORT" -t "$tr" -m 1 \
+        -mp "$A_MP" -s "$service" -cid_str "acall-%u-%p@%s" -nostdin -trace_err -trace_msg -timeout "${tmo}s" -timeout_error \
         >"$d/uac.out" 2>&1)
     local uac_rc=$? uas_rc=0
     if [ -n "$uas_pid" ]; then
@@ -335,6 +336,11 @@ ANON_CHECKS=$(ereg '<ereg regexp="^INVITE sip:'$DEST_ANON'@" search_in="msg" che
 WAIT_CHECKS=$(ereg '<ereg regexp="^INVITE sip:'$DEST_WAIT'@" search_in="msg" check_it="true" assign_to="chk"/>\n<ereg regexp="&lt;sip:'$CALLER_B'@127\.0\.0\.1&gt;" search_in="hdr" header="From:" check_it="true" assign_to="chk"/>')
 OPEN_FROM_CALLER=$(ereg '<ereg regexp="^INVITE sip:'$DEST_OPEN'@127\.0\.0\.1:'$UAS_PORT'" search_in="msg" check_it="true" assign_to="chk"/>\n<ereg regexp="&lt;sip:'$CALLER'@127\.0\.0\.1&gt;" search_in="hdr" header="From:" check_it="true" assign_to="chk"/>')
 NO_CHECKS="'CHECKS='"
+# Session timers (RFC 4028): the caller asks for 120 s and to refresh
+# itself; our 200 must say so; the callee's INVITE asks for our 1800 s.
+ST_A_HEADERS="'EXTRA_HEADERS=Supported: timer\\nSession-Expires: 120;refresher=uac'"
+ST_ANSWER="'ANSWER_CHECKS=<ereg regexp=\"^ *120;refresher=uac\" search_in=\"hdr\" header=\"Session-Expires:\" check_it=\"true\" assign_to=\"chk\"/><ereg regexp=\"timer\" search_in=\"hdr\" header=\"Require:\" check_it=\"true\" assign_to=\"chk\"/>'"
+ST_B_CHECKS=$(ereg '<ereg regexp="^ *1800" search_in="hdr" header="Session-Expires:" check_it="true" assign_to="chk"/>\n<ereg regexp="timer" search_in="hdr" header="Supported:" check_it="true" assign_to="chk"/>\n<ereg regexp="^ *90" search_in="hdr" header="Min-SE:" check_it="true" assign_to="chk"/>')
 VIDEO_CHECKS=$(ereg '<ereg regexp="m=video" search_in="body" check_it_inverse="true" assign_to="chk"/>')
 WAIT_180="'WAIT=<recv response=\"100\" optional=\"true\" response_txn=\"invite\"/><recv response=\"180\" response_txn=\"invite\"/>'"
 
@@ -404,6 +410,19 @@ suite() { # TRANSPORT LABEL
         run_case "$l-hold-resume-refresh" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 TAIL=caller_hold_resume" answer_hold "$NO_CHECKS" 0
     CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
         run_case "$l-hold-c0000-resume" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 TAIL=caller_hold_0000" answer_hold "$NO_CHECKS" 0
+    CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
+        run_case "$l-glare-491-and-retry" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 TAIL=caller_glare" answer_glare "$NO_CHECKS" 0
+    CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
+        run_case "$l-session-timer-negotiated" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 $ST_A_HEADERS $ST_ANSWER TAIL=caller_timer_refresh" answer "$ST_B_CHECKS" 0
+    run_case "$l-session-timer-too-small-422" "$t" $DID_OPEN uac_final.xml "$A_FROM $PCMA_TE $MF70 'EXTRA_HEADERS=Supported: timer\\nSession-Expires: 60' CODE=422" none "" 0
+    if [ "$l" = udp ]; then
+        # RFC 4028 timing is real (Min-SE is at least 90 s): these two take
+        # about 50 s each, so they run over UDP only.
+        CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" CASE_TIMEOUT=75 \
+            run_case "$l-session-timer-refresh-both-legs" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 'EXTRA_HEADERS=Supported: timer\\nSession-Expires: 90;refresher=uac' TAIL=caller_timer_long" answer_refreshed "$NO_CHECKS" 0
+        CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=system" CASE_TIMEOUT=75 \
+            run_case "$l-session-timer-refresh-fails-ends-call" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 TAIL=callee_ends_late" answer_refresh_481 "$NO_CHECKS" 0
+    fi
     CDR="binding_sid=$SID_OPEN sip_status=487 hangup_side=caller $CDR_FAILED" \
         run_case "$l-cancel-before-180" "$t" $DID_OPEN uac_cancel.xml "$A_FROM 'WAIT=<recv response=\"100\" response_txn=\"invite\"/><pause milliseconds=\"200\"/>'" late_cancel "$NO_CHECKS" 0
     B_FORMATS=8 B_RTPMAPS='a=rtpmap:8 PCMA/8000' PT_TO_A=0 PT_TO_B=8 \

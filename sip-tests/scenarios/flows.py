@@ -102,6 +102,88 @@ def info_from_uac():
     return (bye_from_uac().replace("BYE [next_url]", "INFO [next_url]").replace("CSeq: 2 BYE", "CSeq: 2 INFO")
             .replace("Content-Length: 0", "Content-Type: application/dtmf-relay\nContent-Length: [len]\n\nSignal=5\nDuration=160"))
 
+def reinvite_from_uas(cseq, direction):
+    """The callee's own re-INVITE in its dialog (From/To swapped, captured
+    as bto/bfrom from the initial INVITE), asking for `direction`."""
+    return f"""<send retrans="500" start_txn="b{cseq}"><![CDATA[
+
+INVITE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: [$bto];tag=[pid]SIPpTag01[call_number]
+To: [$bfrom]
+[last_Call-ID:]
+CSeq: {cseq} INVITE
+Contact: <sip:bob@[local_ip]:[local_port];transport=[transport]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=bob 1 {cseq + 10} IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 8 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+a={direction}
+
+]]></send>
+<recv response="100" optional="true" response_txn="b{cseq}"/>
+"""
+
+def ack_from_uas(cseq, branch="[branch]"):
+    """ACK of the callee's re-INVITE; for a non-2xx the INVITE's branch
+    (hop by hop, RFC 3261 §17.1.1.3): branch="[branch-3]" when the ACK is
+    three messages after the INVITE."""
+    return f"""<send ack_txn="b{cseq}"><![CDATA[
+
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch={branch}
+From: [$bto];tag=[pid]SIPpTag01[call_number]
+To: [$bfrom]
+[last_Call-ID:]
+CSeq: {cseq} ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>"""
+
+# The callee's 200 to a re-INVITE it received earlier (its Via and CSeq
+# captured as rvia/rcseq), sent after other messages.
+OK_TO_CAPTURED = """<send><![CDATA[
+
+SIP/2.0 200 OK
+Via: [$rvia]
+From: [$bfrom]
+To: [$bto];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+CSeq: [$rcseq]
+Contact: <sip:bob@[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=bob 1 2 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 8 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+a=recvonly
+
+]]></send>"""
+
+# Session timers (RFC 4028): the callee's 200 asks Mediator to refresh
+# every 90 s (refresher=uac: Mediator, the B leg's UAC).
+SE_90_UAC = "Session-Expires: 90;refresher=uac\nRequire: timer"
+
+def with_headers(fragment, headers):
+    """Adds header lines after the Contact of a response fragment."""
+    return fragment.replace("Contact: <sip:bob@[local_ip]:[local_port];transport=[transport]>",
+                            "Contact: <sip:bob@[local_ip]:[local_port];transport=[transport]>\n" + headers, 1)
+
 FLOWS = {
     "answer": resp(180, "Ringing") + resp(200, "OK", sdp=True, rr=True)
     + '<recv request="ACK" crlf="true"/>' + PLAY
@@ -161,6 +243,43 @@ FLOWS = {
     '<log message="BYE for fork [$fork]"/></action></recv>' + plain_ok()
     + '<recv request="BYE"><action><ereg regexp="SIPpTag01" search_in="hdr" header="To:" check_it="true" assign_to="first"/>'
     '<log message="BYE for fork [$first]"/></action></recv>' + plain_ok() + '<timewait milliseconds="500"/>',
+    # Glare (RFC 3261 §14.1): while Mediator's relayed re-INVITE (the
+    # caller's hold) waits at the callee, the callee sends its own
+    # re-INVITE; Mediator answers it 491. The callee then answers the
+    # relayed one, and retries its own after a pause (it does not own the
+    # Call-ID: 0 to 2 s), which Mediator relays to the caller.
+    "answer_glare": resp(180, "Ringing") + resp(200, "OK", sdp=True, rr=True)
+    + '<recv request="ACK" crlf="true"/>'
+    + '<recv request="INVITE"><action><ereg regexp="a=sendonly" search_in="body" check_it="true" assign_to="g1"/>'
+    '<ereg regexp="SIP/2\\.0/.*" search_in="hdr" header="Via:" assign_to="rvia"/>'
+    '<ereg regexp="[0-9]+ INVITE" search_in="hdr" header="CSeq:" assign_to="rcseq"/>'
+    '<log message="relayed hold [$g1]"/></action></recv>'
+    + reinvite_from_uas(1, "sendrecv")
+    + '<recv response="491" response_txn="b1"/>' + ack_from_uas(1, "[branch-3]")
+    + OK_TO_CAPTURED + '<recv request="ACK"/>'
+    + '<pause milliseconds="1500"/>'
+    + reinvite_from_uas(2, "sendrecv")
+    + '<recv response="200" response_txn="b2"><action><ereg regexp="c=IN IP4 127\\.0\\.0\\.1" search_in="body" check_it="true" assign_to="g2"/>'
+    '<log message="own re-INVITE answered [$g2]"/></action></recv>' + ack_from_uas(2)
+    + '<recv request="BYE"/>' + plain_ok() + '<timewait milliseconds="500"/>',
+    # Mediator refreshes the B leg (its 200 said refresher=uac) with an
+    # unchanged re-INVITE at half the interval (RFC 4028 §10).
+    "answer_refreshed": resp(180, "Ringing") + with_headers(resp(200, "OK", sdp=True, rr=True), SE_90_UAC)
+    + '<recv request="ACK" crlf="true"/>' + PLAY
+    + '<recv request="INVITE" timeout="50000"><action>'
+    '<ereg regexp="^ *90;refresher=uac" search_in="hdr" header="Session-Expires:" check_it="true" assign_to="r1"/>'
+    '<ereg regexp="c=IN IP4 127\\.0\\.0\\.1" search_in="body" check_it="true" assign_to="r1"/>'
+    '<log message="refresh [$r1]"/></action></recv>'
+    + with_headers(resp(200, "OK", sdp=True, tag=None), SE_90_UAC) + '<recv request="ACK"/>'
+    + '<recv request="BYE" timeout="20000"/>' + plain_ok() + '<timewait milliseconds="500"/>',
+    # The callee's dialog is gone when Mediator refreshes it: 481 to the
+    # refresh, and Mediator must end the call on both legs (RFC 4028 §10).
+    "answer_refresh_481": resp(180, "Ringing") + with_headers(resp(200, "OK", sdp=True, rr=True), SE_90_UAC)
+    + '<recv request="ACK" crlf="true"/>'
+    + '<recv request="INVITE" timeout="50000"/>'
+    + resp(481, "Call/Transaction Does Not Exist", tag=None, contact=False)
+    + '<recv request="ACK"/>'
+    + '<recv request="BYE" timeout="5000"/>' + plain_ok() + '<timewait milliseconds="500"/>',
     "late_cancel": '<pause milliseconds="1500"/>' + resp(180, "Ringing") + '<recv request="CANCEL"/>' + plain_ok()
     + resp(487, "Request Terminated", contact=False, cseq="CSeq: 1 INVITE") + '<recv request="ACK"/><timewait milliseconds="500"/>',
 }
@@ -182,6 +301,60 @@ TAILS = {
     + '<pause milliseconds="300"/>'
     + reinvite_from_uac(4, 2353687639, "sendrecv") + expect_200(4, "sendrecv") + ack_from_uac(4)
     + bye_from_uac().replace("CSeq: 2 BYE", "CSeq: 5 BYE") + '<recv response="200" crlf="true"/>',
+    # The caller holds; its re-INVITE meets the callee's (glare, handled at
+    # the callee). Then the callee's retried re-INVITE reaches the caller
+    # through Mediator and is answered here.
+    "caller_glare": '<pause milliseconds="300"/>'
+    + reinvite_from_uac(2, 2353687638, "sendonly") + expect_200(2, "recvonly") + ack_from_uac(2)
+    + '<recv request="INVITE" timeout="10000"><action><ereg regexp="c=IN IP4 127\\.0\\.0\\.1" search_in="body" check_it="true" assign_to="g3"/>'
+    '<log message="callee re-INVITE relayed [$g3]"/></action></recv>'
+    + """<send><![CDATA[
+
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:alice@[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=alice 53655765 2353687639 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 8 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+a=sendrecv
+
+]]></send><recv request="ACK"/>"""
+    + '<pause milliseconds="500"/>'
+    + bye_from_uac().replace("CSeq: 2 BYE", "CSeq: 3 BYE") + '<recv response="200" crlf="true"/>',
+    # Session timers: the caller asked for 120 s and to refresh itself
+    # (the 200 must say so, with Require: timer); its refresh (an
+    # unchanged re-INVITE with Session-Expires) is answered by Mediator
+    # with the timer, and does not reach the callee.
+    "caller_timer_refresh": '<pause milliseconds="500"/>'
+    + reinvite_from_uac(2, 2353687637, "sendrecv").replace("Max-Forwards: 70", "Max-Forwards: 70\nSupported: timer\nSession-Expires: 120;refresher=uac")
+    + '<recv response="200" response_txn="re2"><action>'
+    '<ereg regexp="^ *120;refresher=uac" search_in="hdr" header="Session-Expires:" check_it="true" assign_to="t2"/>'
+    '<ereg regexp="timer" search_in="hdr" header="Require:" check_it="true" assign_to="t2"/>'
+    '<log message="refresh answered [$t2]"/></action></recv>' + ack_from_uac(2)
+    + bye_from_uac().replace("CSeq: 2 BYE", "CSeq: 3 BYE") + '<recv response="200" crlf="true"/>',
+    # The caller refreshes after 40 s (interval 90, refresher=uac), stays
+    # past Mediator's refresh of the callee at 45 s, then hangs up.
+    "caller_timer_long": '<pause milliseconds="40000"/>'
+    + reinvite_from_uac(2, 2353687637, "sendrecv").replace("Max-Forwards: 70", "Max-Forwards: 70\nSupported: timer\nSession-Expires: 90;refresher=uac")
+    + '<recv response="200" response_txn="re2"><action>'
+    '<ereg regexp="^ *90;refresher=uac" search_in="hdr" header="Session-Expires:" check_it="true" assign_to="t3"/>'
+    '<log message="refresh answered [$t3]"/></action></recv>' + ack_from_uac(2)
+    + '<pause milliseconds="8000"/>'
+    + bye_from_uac().replace("CSeq: 2 BYE", "CSeq: 3 BYE") + '<recv response="200" crlf="true"/>',
+    # Mediator ends the call (the callee's refresh failed): BYE to the caller.
+    "callee_ends_late": '<recv request="BYE" timeout="55000"/>' + plain_ok() + '<timewait milliseconds="500"/>',
     "caller_info_bye": '<pause milliseconds="500"/>' + info_from_uac() + '<recv response="200" crlf="true"/>'
     + bye_from_uac().replace("CSeq: 2 BYE", "CSeq: 3 BYE") + '<recv response="200" crlf="true"/>',
     "caller_bye": '<pause milliseconds="@HOLD_MS@"/>' + bye_from_uac() + '<recv response="200" crlf="true"/>',
