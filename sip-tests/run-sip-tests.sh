@@ -411,6 +411,8 @@ suite() { # TRANSPORT LABEL
     CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
         run_case "$l-hold-c0000-resume" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 TAIL=caller_hold_0000" answer_hold "$NO_CHECKS" 0
     CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
+        run_case "$l-update-options-offerless-reinvite" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 TAIL=caller_update_options_offerless" answer_update "$NO_CHECKS" 0
+    CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
         run_case "$l-glare-491-and-retry" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 TAIL=caller_glare" answer_glare "$NO_CHECKS" 0
     CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
         run_case "$l-session-timer-negotiated" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 $ST_A_HEADERS $ST_ANSWER TAIL=caller_timer_refresh" answer "$ST_B_CHECKS" 0

@@ -280,6 +280,16 @@ FLOWS = {
     + resp(481, "Call/Transaction Does Not Exist", tag=None, contact=False)
     + '<recv request="ACK"/>'
     + '<recv request="BYE" timeout="5000"/>' + plain_ok() + '<timewait milliseconds="500"/>',
+    # The caller's UPDATE (RFC 3311) with a hold offer is relayed as an
+    # UPDATE; its later OPTIONS and offerless re-INVITE are answered by
+    # Mediator and never reach the callee.
+    "answer_update": resp(180, "Ringing") + resp(200, "OK", sdp=True, rr=True)
+    + '<recv request="ACK" crlf="true"/>'
+    + '<recv request="UPDATE"><action><ereg regexp="a=sendonly" search_in="body" check_it="true" assign_to="u1"/>'
+    '<ereg regexp="c=IN IP4 127\\.0\\.0\\.1" search_in="body" check_it="true" assign_to="u1"/>'
+    '<log message="UPDATE relayed [$u1]"/></action></recv>'
+    + resp(200, "OK", sdp=True, tag=None, direction="recvonly")
+    + '<recv request="BYE"/>' + plain_ok() + '<timewait milliseconds="500"/>',
     "late_cancel": '<pause milliseconds="1500"/>' + resp(180, "Ringing") + '<recv request="CANCEL"/>' + plain_ok()
     + resp(487, "Request Terminated", contact=False, cseq="CSeq: 1 INVITE") + '<recv request="ACK"/><timewait milliseconds="500"/>',
 }
@@ -355,6 +365,57 @@ a=sendrecv
     + bye_from_uac().replace("CSeq: 2 BYE", "CSeq: 3 BYE") + '<recv response="200" crlf="true"/>',
     # Mediator ends the call (the callee's refresh failed): BYE to the caller.
     "callee_ends_late": '<recv request="BYE" timeout="55000"/>' + plain_ok() + '<timewait milliseconds="500"/>',
+    # UPDATE with a hold offer (relayed), OPTIONS in the dialog (200), and a
+    # re-INVITE without an offer: Mediator's 200 carries its offer (our
+    # address), the ACK our answer.
+    "caller_update_options_offerless": '<pause milliseconds="300"/>'
+    + reinvite_from_uac(2, 2353687638, "sendonly").replace("INVITE [next_url]", "UPDATE [next_url]")
+    .replace("CSeq: 2 INVITE", "CSeq: 2 UPDATE").replace('<recv response="100" optional="true" response_txn="re2"/>', "")
+    + expect_200(2, "recvonly")
+    + info_from_uac().replace("INFO [next_url]", "OPTIONS [next_url]").replace("CSeq: 2 INFO", "CSeq: 3 OPTIONS")
+    .replace("Content-Type: application/dtmf-relay\nContent-Length: [len]\n\nSignal=5\nDuration=160", "Content-Length: 0")
+    + '<recv response="200"/>'
+    + """<send retrans="500" start_txn="re4"><![CDATA[
+
+INVITE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: @FROM@;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 4 INVITE
+Contact: <sip:alice@[local_ip]:[local_port];transport=[transport]>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+<recv response="100" optional="true" response_txn="re4"/>
+<recv response="200" response_txn="re4"><action>
+<ereg regexp="c=IN IP4 127\\.0\\.0\\.1" search_in="body" check_it="true" assign_to="o4"/>
+<ereg regexp="m=audio @RTP_RE@ RTP/AVP" search_in="body" check_it="true" assign_to="o4"/>
+<log message="offerless re-INVITE answered with an offer [$o4]"/></action></recv>
+<send ack_txn="re4"><![CDATA[
+
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: @FROM@;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 4 ACK
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=alice 53655765 2353687640 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 8 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+
+]]></send>"""
+    + bye_from_uac().replace("CSeq: 2 BYE", "CSeq: 5 BYE") + '<recv response="200" crlf="true"/>',
     "caller_info_bye": '<pause milliseconds="500"/>' + info_from_uac() + '<recv response="200" crlf="true"/>'
     + bye_from_uac().replace("CSeq: 2 BYE", "CSeq: 3 BYE") + '<recv response="200" crlf="true"/>',
     "caller_bye": '<pause milliseconds="@HOLD_MS@"/>' + bye_from_uac() + '<recv response="200" crlf="true"/>',

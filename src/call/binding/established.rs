@@ -215,8 +215,18 @@ impl InboundCall {
                 let _ = tx.reply(crate::sip::message::status(200)).await;
                 true
             }
-            // The ACK of a 2xx to a re-INVITE: nothing to do.
-            Method::Ack => true,
+            // The ACK of a 2xx to a re-INVITE; after an offerless one it
+            // carries the party's answer (RFC 3264 §5): a new address in it
+            // is taken.
+            Method::Ack => {
+                let audio = sdp_body(&tx.original, tx.original.body())
+                    .and_then(|s| sdp::parse(&s).ok())
+                    .and_then(|p| p.audio);
+                if let (Some(audio), Some(relay)) = (audio, self.relay.as_ref()) {
+                    relay.set_remote(side, audio.rtp_target(), audio.rtcp_target());
+                }
+                true
+            }
             _ => {
                 let resp = self.in_dialog_response(&tx.original, 501, None, None);
                 let _ = tx.respond(resp).await;
