@@ -92,7 +92,7 @@ impl LegTimer {
     }
 
     /// The Session-Expires value for a message where Mediator is the UAC
-    /// (`our_role_uac`) or the UAS of the transaction.
+    /// (`we_are_uac`) or the UAS of the transaction.
     fn value(&self, we_are_uac: bool) -> String {
         let role = match (self.refresher, we_are_uac) {
             (Refresher::Us, true) | (Refresher::Peer, false) => Role::Uac,
@@ -181,7 +181,7 @@ pub fn as_uas<M: HeadersExt>(req: &M, cfg: &TimerConfig) -> Result<LegTimer, u32
     match session_expires(req) {
         Some(se) => {
             if se.delta < cfg.min_se {
-                return Err(floor.max(cfg.min_se));
+                return Err(floor);
             }
             let interval = se.delta.min(cfg.session_expires.max(floor));
             let refresher = match se.refresher {
