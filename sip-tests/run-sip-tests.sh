@@ -92,8 +92,15 @@ CALLER_B=12127361236 CALLER_C=12127361237
 DEST_BASIC=15162065300 DEST_HIDE=15162065301 DEST_ANON=15162065302 DEST_OPEN=15162065303
 DEST_WAIT=15162065304 DEST_BARESIP=15162065305
 
-# write_config TRUNK_URI DRAIN_SECS
+# The trunk's digest credentials (the callee SIPp checks them: flows.py).
+TRUNK_USER=trunk-user TRUNK_PASSWORD=trunk-secret
+
+# write_config TRUNK_URI DRAIN_SECS; env TRUNK_CREDS=0: no trunk credentials,
+# MAX_REDIRECTS (default 3)
 write_config() {
+    local creds="trunk_username = \"$TRUNK_USER\"
+trunk_password = \"$TRUNK_PASSWORD\""
+    [ "${TRUNK_CREDS:-1}" = 0 ] && creds=""
     cat >"$STATE/mediator.toml" <<EOF
 [api]
 listen = "127.0.0.1:$API_PORT"
@@ -105,6 +112,8 @@ trunk = "$1"
 trusted = ["127.0.0.1/32"]
 ring_timeout_secs = 4
 drain_secs = $2
+max_redirects = ${MAX_REDIRECTS:-3}
+$creds
 
 [media]
 advertised_ip = "127.0.0.1"
@@ -260,7 +269,9 @@ cdr_mark() { python3 "$HERE/cdr.py" mark "$DB"; }
 # (payload type every relayed packet must carry), MIN_TO_A/MIN_TO_B (packets
 # that must arrive, default 100), CASE_TIMEOUT (the caller's SIPp timeout in
 # seconds, default 45), CDR (FIELD=VALUE checks of the call detail
-# record the call must leave, see cdr.py; empty: not checked).
+# record the call must leave, see cdr.py; empty: not checked), RETRY_CHECK
+# (arguments of retries.py, checking the B leg INVITE's retries on the
+# callee's message log; empty: not checked).
 run_case() {
     local name="$1" tr="$2" service="$3" uac_t="$4" uac_vars="$5" flow="$6" checks="$7" rtp="$8" uac_ip="${9:-127.0.0.1}"
     selected "$name" || return 0
@@ -307,6 +318,14 @@ run_case() {
         if [ "$to_a" -lt "${MIN_TO_A:-100}" ] || [ "$to_b" -lt "${MIN_TO_B:-100}" ]; then
             result "$name" 1 "RTP not relayed both ways (to caller $to_a, to callee $to_b)"; return
         fi
+    fi
+    if [ -n "${RETRY_CHECK:-}" ]; then
+        local rwhy
+        # shellcheck disable=SC2086
+        if ! rwhy=$(python3 "$HERE/retries.py" "$d"/uas_*_messages.log $RETRY_CHECK); then
+            result "$name" 1 "$rwhy"; return
+        fi
+        echo "   $rwhy"
     fi
     if [ -n "${CDR:-}" ]; then
         local why
@@ -425,6 +444,22 @@ suite() { # TRANSPORT LABEL
         CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=system" CASE_TIMEOUT=75 \
             run_case "$l-session-timer-refresh-fails-ends-call" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 TAIL=callee_ends_late" answer_refresh_481 "$NO_CHECKS" 0
     fi
+    # The B leg's INVITE retried (BC-30 redirects, BC-04 digest challenges,
+    # BC-09 422): same Call-ID, From tag and To, CSeq + 1 (retries.py).
+    RETRY_CHECK="--invites 2" CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
+        run_case "$l-redirect-302-q-order" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 $SHORT TAIL=caller_bye" redirect_q_order "$NO_CHECKS" 0
+    RETRY_CHECK="--invites 4" CDR="binding_sid=$SID_OPEN sip_status=480 $CDR_FAILED" \
+        run_case "$l-redirect-limit-exceeded" "$t" $DID_OPEN uac_final.xml "$A_FROM $PCMA_TE $MF70 CODE=480" redirect_limit "$NO_CHECKS" 0
+    RETRY_CHECK="--invites 2 --digest $TRUNK_USER:$TRUNK_PASSWORD" CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
+        run_case "$l-auth-401-digest" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 $SHORT TAIL=caller_bye" auth_401 "$NO_CHECKS" 0
+    RETRY_CHECK="--invites 2 --digest $TRUNK_USER:$TRUNK_PASSWORD" CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
+        run_case "$l-auth-407-digest" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 $SHORT TAIL=caller_bye" auth_407 "$NO_CHECKS" 0
+    RETRY_CHECK="--invites 2" CDR="binding_sid=$SID_OPEN sip_status=503 $CDR_FAILED" \
+        run_case "$l-auth-wrong-password-fails" "$t" $DID_OPEN uac_final.xml "$A_FROM $PCMA_TE $MF70 CODE=503" auth_wrong_password "$NO_CHECKS" 0
+    RETRY_CHECK="--invites 2" CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
+        run_case "$l-session-timer-422-retry" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 $SHORT TAIL=caller_bye" session_timer_422_retry "$NO_CHECKS" 0
+    RETRY_CHECK="--invites 2" CDR="binding_sid=$SID_OPEN sip_status=503 $CDR_FAILED" \
+        run_case "$l-session-timer-422-twice-fails" "$t" $DID_OPEN uac_final.xml "$A_FROM $PCMA_TE $MF70 CODE=503" session_timer_422_twice "$NO_CHECKS" 0
     CDR="binding_sid=$SID_OPEN sip_status=487 hangup_side=caller $CDR_FAILED" \
         run_case "$l-cancel-before-180" "$t" $DID_OPEN uac_cancel.xml "$A_FROM 'WAIT=<recv response=\"100\" response_txn=\"invite\"/><pause milliseconds=\"200\"/>'" late_cancel "$NO_CHECKS" 0
     B_FORMATS=8 B_RTPMAPS='a=rtpmap:8 PCMA/8000' PT_TO_A=0 PT_TO_B=8 \
@@ -503,6 +538,18 @@ if selected unreachable; then
     start_med "sip:127.0.0.1:$DEAD_PORT;transport=tcp" || abort "mediator did not start"
     CDR="binding_sid=$SID_OPEN sip_status=503 hangup_side=system $CDR_FAILED" \
         run_case tcp-unreachable-trunk-503 t1 $DID_OPEN uac_final.xml "$A_FROM $PCMA_TE $MF70 CODE=503" none "" 0
+    stop_med
+fi
+
+echo "== trunk without credentials, redirects off =="
+if selected udp-auth-no-credentials-503 || selected udp-redirect-disabled-480; then
+    TRUNK_CREDS=0 MAX_REDIRECTS=0 start_med "sip:127.0.0.1:$UAS_PORT" || abort "mediator did not start"
+    # A challenge with no credentials configured is not answered: 503.
+    RETRY_CHECK="--invites 1" CDR="binding_sid=$SID_OPEN sip_status=503 $CDR_FAILED" \
+        run_case udp-auth-no-credentials-503 u1 $DID_OPEN uac_final.xml "$A_FROM $PCMA_TE $MF70 CODE=503" auth_unanswered "$NO_CHECKS" 0
+    # sip.max_redirects = 0: a 302 is never followed, the caller gets 480.
+    RETRY_CHECK="--invites 1" CDR="binding_sid=$SID_OPEN sip_status=480 $CDR_FAILED" \
+        run_case udp-redirect-disabled-480 u1 $DID_OPEN uac_final.xml "$A_FROM $PCMA_TE $MF70 CODE=480" redirect_disabled "$NO_CHECKS" 0
     stop_med
 fi
 

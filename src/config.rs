@@ -140,6 +140,22 @@ pub struct SipConfig {
     /// (at least 90, RFC 4028 §5).
     #[serde(default = "default_min_se")]
     pub min_se_secs: u32,
+    /// How many 3xx responses from the trunk one call follows (RFC 3261
+    /// §8.1.3.4); 0: none (the caller gets a failure, never the 3xx).
+    #[serde(default = "default_max_redirects")]
+    pub max_redirects: u32,
+    /// Digest username for the trunk's 401/407 challenges (RFC 3261 §22);
+    /// empty: not answered.
+    #[serde(default)]
+    pub trunk_username: String,
+    /// Digest password for the trunk (set together with `trunk_username`);
+    /// printed as `***`.
+    #[serde(default)]
+    pub trunk_password: crate::sip::config::Secret,
+}
+
+fn default_max_redirects() -> u32 {
+    3
 }
 
 fn default_session_expires() -> u32 {
@@ -180,6 +196,9 @@ impl Default for SipConfig {
             drain_secs: default_drain(),
             session_expires_secs: default_session_expires(),
             min_se_secs: default_min_se(),
+            max_redirects: default_max_redirects(),
+            trunk_username: String::new(),
+            trunk_password: crate::sip::config::Secret::default(),
         }
     }
 }
@@ -406,6 +425,12 @@ impl Config {
             return Err(invalid(
                 "sip.session_expires_secs",
                 "must be at least sip.min_se_secs",
+            ));
+        }
+        if self.sip.trunk_username.trim().is_empty() != self.sip.trunk_password.is_empty() {
+            return Err(invalid(
+                "sip.trunk_password",
+                "sip.trunk_username and sip.trunk_password are set together or not at all",
             ));
         }
         parse_port_range(&self.media.rtp_ports).map_err(|p| invalid("media.rtp_ports", p))?;

@@ -109,6 +109,9 @@ fn call_config(config: &Config) -> anyhow::Result<(SipConfig, MediaConfig)> {
         drain_secs: config.sip.drain_secs,
         session_expires_secs: config.sip.session_expires_secs,
         min_se_secs: config.sip.min_se_secs,
+        max_redirects: config.sip.max_redirects,
+        trunk_username: config.sip.trunk_username.clone(),
+        trunk_password: config.sip.trunk_password.clone(),
     };
     let media = MediaConfig {
         advertised_ip: config.media.advertised_ip.clone(),

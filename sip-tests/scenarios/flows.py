@@ -184,7 +184,106 @@ def with_headers(fragment, headers):
     return fragment.replace("Contact: <sip:bob@[local_ip]:[local_port];transport=[transport]>",
                             "Contact: <sip:bob@[local_ip]:[local_port];transport=[transport]>\n" + headers, 1)
 
+# Retries of the B leg's INVITE (RFC 3261 §8.1.3.4 redirects, §22.2
+# digest challenges, RFC 4028 §7.4 422): the callee answers a failure, gets
+# its ACK (hop by hop, same branch: checked by retries.py on the message
+# log) and then the retried INVITE, checked here.
+def with_contact(fragment, contact):
+    """A response fragment with `contact` in place of the callee's Contact."""
+    return fragment.replace("Contact: <sip:bob@[local_ip]:[local_port];transport=[transport]>", contact, 1)
+
+def redirect(contact, code=302, reason="Moved Temporarily"):
+    return with_contact(resp(code, reason), contact) + '<recv request="ACK"/>'
+
+def challenge(code, reason, header, nonce, algorithm="MD5", qop="auth"):
+    """A 401/407 digest challenge (realm trunk.test) and the ACK to it."""
+    q = f', qop="{qop}"' if qop else ""
+    line = f'{header}: Digest realm="trunk.test", nonce="{nonce}-[call_number]", algorithm={algorithm}{q}, opaque="op-{nonce}"'
+    return with_contact(resp(code, reason), line) + '<recv request="ACK"/>'
+
+def retried_invite(cseq, checks=""):
+    """The retried INVITE: CSeq raised to `cseq`, plus `checks` (ereg/verifyauth actions)."""
+    return (f'<recv request="INVITE"><action>'
+            f'<ereg regexp="^ *{cseq} INVITE" search_in="hdr" header="CSeq:" check_it="true" assign_to="rt{cseq}"/>'
+            f'{checks}<log message="retried INVITE {cseq} [$rt{cseq}]"/></action></recv>')
+
+def ereg_check(regexp, var, header=None, search="msg"):
+    where = f'search_in="hdr" header="{header}"' if header else f'search_in="{search}"'
+    return (f'<ereg regexp="{regexp}" {where} check_it="true" assign_to="{var}"/>'
+            f'<log message="{var}=[${var}]"/>')
+
+# After the retries: answered, and the caller's BYE reaches the callee with
+# the CSeq after the answered INVITE's (the B dialog continues from it).
+def answered_then_bye(bye_cseq):
+    return (resp(180, "Ringing") + resp(200, "OK", sdp=True, rr=True)
+            + '<recv request="ACK" crlf="true"/>' + PLAY
+            + '<recv request="BYE"><action>'
+            + ereg_check(f"^ *{bye_cseq} BYE", "bc", header="CSeq:")
+            + '</action></recv>' + plain_ok() + '<timewait milliseconds="1000"/>')
+
+TRUNK_USER = "trunk-user"
+TRUNK_PASSWORD = "trunk-secret"
+
+def verified(var, password=TRUNK_PASSWORD):
+    """SIPp's own check of the Authorization's digest (MD5) for our credentials."""
+    return f'<verifyauth assign_to="{var}" username="{TRUNK_USER}" password="{password}"/>'
+
 FLOWS = {
+    # BC-30: a 302 with two Contacts; the higher q (0.8) is tried first,
+    # through the trunk, and answers.
+    "redirect_q_order": redirect('Contact: <sip:low-q@192.0.2.10:5060>;q=0.3, <sip:15162065399@192.0.2.20:5070;user=phone>;q=0.8')
+    + retried_invite(2, ereg_check("^INVITE sip:15162065399@192\\.0\\.2\\.20:5070;user=phone SIP/2\\.0", "rq"))
+    + answered_then_bye(3),
+    # BC-30: redirects past sip.max_redirects (3): four 302s, then no
+    # fifth INVITE (an unexpected one fails this scenario).
+    "redirect_limit": redirect("Contact: <sip:hop1@192.0.2.31>")
+    + retried_invite(2, ereg_check("^INVITE sip:hop1@192\\.0\\.2\\.31 SIP", "h1"))
+    + redirect("Contact: <sip:hop2@192.0.2.32>")
+    + retried_invite(3, ereg_check("^INVITE sip:hop2@192\\.0\\.2\\.32 SIP", "h2"))
+    + redirect("Contact: <sip:hop3@192.0.2.33>")
+    + retried_invite(4, ereg_check("^INVITE sip:hop3@192\\.0\\.2\\.33 SIP", "h3"))
+    + redirect("Contact: <sip:hop4@192.0.2.34>")
+    + '<timewait milliseconds="1500"/>',
+    # BC-04: 401 with WWW-Authenticate (MD5, qop=auth); the retry must carry
+    # an Authorization SIPp itself verifies against the trunk password
+    # (a wrong one gets 403, which fails the caller).
+    "auth_401": challenge(401, "Unauthorized", "WWW-Authenticate", "n401")
+    + retried_invite(2, verified("authok") + ereg_check("username=&quot;" + TRUNK_USER + "&quot;", "au", header="Authorization:"))
+    + '<nop hide="true" test="authok" next="auth_good"/>'
+    + resp(403, "Forbidden", contact=False) + '<recv request="ACK"/><nop next="auth_end"/>'
+    + '<label id="auth_good"/>' + answered_then_bye(3) + '<label id="auth_end"/>',
+    # BC-04: 407 with Proxy-Authenticate (SHA-256, qop=auth): SIPp cannot
+    # verify SHA-256 or Proxy-Authorization, retries.py recomputes the digest.
+    "auth_407": challenge(407, "Proxy Authentication Required", "Proxy-Authenticate", "n407", algorithm="SHA-256")
+    + retried_invite(2, ereg_check("algorithm=SHA-256", "pa", header="Proxy-Authorization:"))
+    + answered_then_bye(3),
+    # The trunk's password is not ours: SIPp's check fails, so it challenges
+    # again; Mediator must not answer a second time (the caller gets 503).
+    "auth_wrong_password": challenge(401, "Unauthorized", "WWW-Authenticate", "w1")
+    + retried_invite(2, verified("authok", password="not-" + TRUNK_PASSWORD))
+    + '<nop hide="true" test="authok" next="auth_accepted"/>'
+    + challenge(401, "Unauthorized", "WWW-Authenticate", "w2") + '<pause milliseconds="1500"/><nop next="auth_end"/>'
+    # Accepted (the check is broken): answer, which fails the caller expecting 503.
+    + '<label id="auth_accepted"/>' + resp(200, "OK", sdp=True) + '<recv request="ACK"/>'
+    + '<recv request="BYE"/>' + plain_ok() + '<label id="auth_end"/>',
+    # sip.max_redirects = 0: the 302 is not followed (480 to the caller).
+    "redirect_disabled": redirect("Contact: <sip:elsewhere@192.0.2.40>") + '<timewait milliseconds="1500"/>',
+    # No credentials configured: a challenge is not answered (503).
+    "auth_unanswered": challenge(401, "Unauthorized", "WWW-Authenticate", "u1") + '<timewait milliseconds="1500"/>',
+    # BC-09: 422 with Min-SE 3600: retried once with Session-Expires and
+    # Min-SE 3600.
+    "session_timer_422_retry": with_headers(resp(422, "Session Interval Too Small", contact=True), "Min-SE: 3600")
+    .replace("Contact: <sip:bob@[local_ip]:[local_port];transport=[transport]>\n", "", 1)
+    + '<recv request="ACK"/>'
+    + retried_invite(2, ereg_check("^ *3600", "se", header="Session-Expires:") + ereg_check("^ *3600", "ms", header="Min-SE:"))
+    + answered_then_bye(3),
+    # A second 422 with no larger Min-SE: no loop, the call fails (503).
+    "session_timer_422_twice": with_headers(resp(422, "Session Interval Too Small", contact=True), "Min-SE: 3600")
+    .replace("Contact: <sip:bob@[local_ip]:[local_port];transport=[transport]>\n", "", 1)
+    + '<recv request="ACK"/>' + retried_invite(2)
+    + with_headers(resp(422, "Session Interval Too Small", contact=True), "Min-SE: 3600")
+    .replace("Contact: <sip:bob@[local_ip]:[local_port];transport=[transport]>\n", "", 1)
+    + '<recv request="ACK"/><timewait milliseconds="1500"/>',
     "answer": resp(180, "Ringing") + resp(200, "OK", sdp=True, rr=True)
     + '<recv request="ACK" crlf="true"/>' + PLAY
     + '<recv request="BYE"/>' + plain_ok() + '<timewait milliseconds="1000"/>',

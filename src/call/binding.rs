@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rsipstack::sip::{Method, Request, Response, SipMessage, prelude::HeadersExt};
+use rsipstack::sip::{Header, Method, Request, Response, SipMessage, Uri, prelude::HeadersExt};
 use rsipstack::transaction::Transaction;
 use rsipstack::transaction::transaction::{TransactionEvent, TransactionEventSender};
 use rsipstack::transport::{SipAddr, SipConnection};
@@ -16,8 +16,8 @@ use tracing::{debug, info, warn};
 use super::Ctx;
 use super::callerid::{Caller, caller_of, present};
 use super::legs::{
-    BInvite, UDP_REQUEST_LIMIT, a_dialog, a_response, b_dialog, b_invite, cancel_for,
-    map_b_failure, needs_tcp, trunk_tcp_addr,
+    BInvite, UDP_REQUEST_LIMIT, a_dialog, a_response, b_dialog, b_invite, cancel_for, cseq_number,
+    map_b_failure, needs_tcp, redirect_targets, retry_invite, trunk_tcp_addr,
 };
 use super::registry::{CallEvent, CallGuard};
 use super::router::{CallRecord, CallRoute};
@@ -235,6 +235,7 @@ async fn admit(ctx: Arc<Ctx>, tx: Box<Transaction>) -> Option<Box<InboundCall>> 
 }
 
 struct BLeg {
+    /// The INVITE of the current attempt (the latest retry).
     invite: Request,
     conn: Option<SipConnection>,
     dest: Option<SipAddr>,
@@ -243,6 +244,47 @@ struct BLeg {
     cancelled: bool,
     dialog: Option<LegDialog>,
     codec: Option<LegCodec>,
+    /// What the INVITE was retried for so far.
+    retries: Retries,
+}
+
+/// How many times one B leg answers a 422 (RFC 4028 §7.4); each retry must
+/// also ask for a larger interval than the one before.
+const MAX_422_RETRIES: u32 = 2;
+
+/// How many times one challenge kind (401 or 407) marked `stale=true` is
+/// answered again after our credentials (RFC 2617 §3.2.1: the nonce was
+/// old, the credentials good).
+const MAX_STALE_RETRIES: u32 = 1;
+
+/// The B leg's INVITE retries (RFC 3261 §8.1.3.4 redirects, §22.2
+/// challenges, RFC 4028 §7.4 422): what is left to try and what was used.
+#[derive(Default)]
+struct Retries {
+    /// Redirect targets not tried yet, in the order they will be tried.
+    targets: Vec<Uri>,
+    /// Request-URIs already tried (a target is never tried twice).
+    tried: Vec<String>,
+    /// Redirect targets tried (bounded by `sip.max_redirects`).
+    redirects: u32,
+    /// Whether we answered a 401 / a 407 with credentials.
+    answered_401: bool,
+    answered_407: bool,
+    /// Challenges answered again because they were `stale=true`.
+    stale: u32,
+    /// 422s answered.
+    after_422: u32,
+    /// The Session-Expires of the current INVITE, seconds.
+    session_expires: u32,
+}
+
+/// What to do after a final failure response on the B leg.
+enum Retry {
+    /// Send the INVITE again (to the trunk), with this Request-URI if any and
+    /// these headers replacing their namesakes.
+    Again(Option<Uri>, Vec<Header>),
+    /// Give up: the caller gets `map_b_failure` of the response's code.
+    Fail,
 }
 
 struct InboundCall {
@@ -451,7 +493,7 @@ impl InboundCall {
         } else if ctx.cfg.trunk.proto == Proto::Udp && req.to_bytes().len() > UDP_REQUEST_LIMIT {
             warn!(call_id = %cid, bytes = req.to_bytes().len(), "B leg INVITE over UDP's limit and no TCP listener: sent over UDP");
         }
-        let mut tx = match tx {
+        let tx = match tx {
             Some(tx) => tx,
             None => send_request(&ctx.endpoint, req.clone(), None, None).await?,
         };
@@ -463,15 +505,7 @@ impl InboundCall {
                 ctx.cfg.trunk
             )));
         }
-        let ev = self.events_tx.clone();
-        tokio::spawn(async move {
-            while let Some(msg) = tx.receive().await {
-                if let SipMessage::Response(r) = msg {
-                    let _ = ev.send(CallEvent::BResponse(Box::new(r)));
-                }
-            }
-            let _ = ev.send(CallEvent::BGone);
-        });
+        self.watch_b(tx);
         info!(call_id = %cid, to = %route.destination_did, binding = %route.binding_sid, "B leg INVITE sent");
         self.relay = Some(relay);
         self.b_sdp = Some(offer);
@@ -484,7 +518,179 @@ impl InboundCall {
             cancelled: false,
             dialog: None,
             codec: None,
+            retries: Retries {
+                session_expires: ctx.cfg.timers.session_expires,
+                ..Retries::default()
+            },
         });
+        Ok(())
+    }
+
+    /// Reads the responses of a B leg INVITE transaction into the call's
+    /// events. `BGone` (the transaction ended without a final response) is
+    /// not sent after a failure response: the call has then decided, and a
+    /// retry runs in a transaction of its own.
+    fn watch_b(&self, mut tx: rsipstack::transaction::Transaction) {
+        let ev = self.events_tx.clone();
+        tokio::spawn(async move {
+            let mut failed = false;
+            while let Some(msg) = tx.receive().await {
+                if let SipMessage::Response(r) = msg {
+                    failed |= code_of(&r) >= 300;
+                    let _ = ev.send(CallEvent::BResponse(Box::new(r)));
+                }
+            }
+            if !failed {
+                let _ = ev.send(CallEvent::BGone);
+            }
+        });
+    }
+
+    /// Decides whether B's final failure `r` is retried (RFC 3261
+    /// §8.1.3.4, §22.2; RFC 4028 §7.4) and how.
+    fn retry_for(&mut self, r: &Response, code: u16) -> Retry {
+        let cfg = &self.ctx.cfg;
+        let Some(b) = self.b_leg.as_mut() else {
+            return Retry::Fail;
+        };
+        let rt = &mut b.retries;
+        match code {
+            401 | 407 => {
+                let Some(creds) = cfg.trunk_credentials.as_ref() else {
+                    info!(
+                        status = code,
+                        "trunk challenge, but no sip.trunk_username configured"
+                    );
+                    return Retry::Fail;
+                };
+                let (challenge_name, answered) = if code == 401 {
+                    ("WWW-Authenticate", &mut rt.answered_401)
+                } else {
+                    ("Proxy-Authenticate", &mut rt.answered_407)
+                };
+                let values = crate::sip::message::header_values(r, challenge_name);
+                let challenge =
+                    match crate::sip::digest::Challenge::pick(values.iter().map(String::as_str)) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            warn!(status = code, error = %e, "trunk challenge cannot be answered");
+                            return Retry::Fail;
+                        }
+                    };
+                if *answered {
+                    if !challenge.stale || rt.stale >= MAX_STALE_RETRIES {
+                        info!(status = code, "trunk refused our credentials");
+                        return Retry::Fail;
+                    }
+                    rt.stale += 1;
+                }
+                *answered = true;
+                let uri = b.invite.uri.to_string();
+                let value = challenge.authorization(&crate::sip::digest::DigestInput {
+                    username: &creds.username,
+                    password: creds.password.expose(),
+                    method: "INVITE",
+                    uri: &uri,
+                    body: &b.invite.body,
+                });
+                info!(status = code, realm = %challenge.realm, algorithm = challenge.algorithm.token(), "answering the trunk's challenge");
+                let header = if code == 401 {
+                    Header::Authorization(value.into())
+                } else {
+                    Header::ProxyAuthorization(value.into())
+                };
+                Retry::Again(None, vec![header])
+            }
+            422 => {
+                let asked = rt.session_expires;
+                match super::session_timer::after_422(r, asked) {
+                    Some(larger) if rt.after_422 < MAX_422_RETRIES => {
+                        rt.after_422 += 1;
+                        rt.session_expires = larger;
+                        info!(
+                            asked,
+                            min_se = larger,
+                            "422 from the trunk: retrying with its Min-SE"
+                        );
+                        Retry::Again(
+                            None,
+                            vec![
+                                Header::Other("Session-Expires".into(), larger.to_string()),
+                                Header::Other("Min-SE".into(), larger.to_string()),
+                            ],
+                        )
+                    }
+                    _ => {
+                        info!(asked, "422 from the trunk without a larger Min-SE");
+                        Retry::Fail
+                    }
+                }
+            }
+            300..=599 => {
+                if (300..=302).contains(&code) {
+                    // A newer redirect's Contacts go before the older ones left.
+                    let mut fresh: Vec<Uri> = redirect_targets(r)
+                        .into_iter()
+                        .filter(|u| {
+                            let s = u.to_string();
+                            !rt.tried.contains(&s) && !rt.targets.iter().any(|t| t.to_string() == s)
+                        })
+                        .collect();
+                    fresh.append(&mut rt.targets);
+                    rt.targets = fresh;
+                } else if code < 400 || rt.redirects == 0 {
+                    // 305, 380 and others: not followed; a failure of the
+                    // first Request-URI is the callee's answer.
+                    return Retry::Fail;
+                }
+                if rt.targets.is_empty() {
+                    return Retry::Fail;
+                }
+                if rt.redirects >= cfg.max_redirects {
+                    info!(
+                        status = code,
+                        max = cfg.max_redirects,
+                        "redirect limit reached"
+                    );
+                    return Retry::Fail;
+                }
+                let next = rt.targets.remove(0);
+                rt.redirects += 1;
+                rt.tried.push(next.to_string());
+                // A new target may challenge again.
+                rt.answered_401 = false;
+                rt.answered_407 = false;
+                info!(status = code, target = %next, "following the redirect");
+                Retry::Again(Some(next), vec![])
+            }
+            _ => Retry::Fail,
+        }
+    }
+
+    /// Sends the B leg's INVITE again after a failure (see [`Self::retry_for`]),
+    /// through the same connection to the trunk, our outbound proxy (also
+    /// when the Request-URI is a redirect's Contact).
+    async fn send_b_retry(
+        &mut self,
+        ruri: Option<Uri>,
+        headers: Vec<Header>,
+    ) -> Result<(), crate::sip::SipError> {
+        let ep = self.ctx.endpoint.clone();
+        let Some(b) = self.b_leg.as_mut() else {
+            return Err(crate::sip::SipError::Malformed("no B leg".into()));
+        };
+        let req = retry_invite(&b.invite, ruri, headers)?;
+        let tx = send_request(&ep, req.clone(), b.conn.clone(), b.dest.clone()).await?;
+        if tx.connection.is_some() {
+            b.conn = tx.connection.clone();
+        }
+        if tx.destination.is_some() {
+            b.dest = tx.destination.clone();
+        }
+        info!(cseq = ?cseq_number(&req), ruri = %req.uri, "B leg INVITE retried");
+        b.invite = req;
+        b.provisional = false;
+        self.watch_b(tx);
         Ok(())
     }
 
@@ -599,6 +805,11 @@ impl InboundCall {
         let Some(b) = self.b_leg.as_mut() else {
             return Flow::Done;
         };
+        if cseq_number(&r) != cseq_number(&b.invite) {
+            // A late response to an attempt we have retried.
+            debug!(status = code, "response to an earlier B leg INVITE ignored");
+            return Flow::Continue;
+        }
         if code < 200 {
             b.provisional = true;
             if b.cancel_pending {
@@ -659,7 +870,12 @@ impl InboundCall {
             if let Ok(t) = super::session_timer::as_uas(&self.invite, &self.ctx.cfg.timers) {
                 self.a_clock.arm(t);
             }
-            let asked = self.ctx.cfg.timers.session_expires;
+            let asked = self
+                .b_leg
+                .as_ref()
+                .map_or(self.ctx.cfg.timers.session_expires, |b| {
+                    b.retries.session_expires
+                });
             self.b_clock.arm(super::session_timer::as_uac(&r, asked));
             self.respond_a(200, self.a_answer.clone());
             if let Some(conn) = self.a_conn.clone() {
@@ -667,6 +883,19 @@ impl InboundCall {
             }
             info!("call answered");
             return Flow::Done;
+        }
+        if !b.cancelled && !b.cancel_pending && self.a_final.is_none() {
+            match self.retry_for(&r, code) {
+                Retry::Again(ruri, headers) => match self.send_b_retry(ruri, headers).await {
+                    Ok(()) => return Flow::Continue,
+                    Err(e) => {
+                        warn!(error = %e, "B leg retry not sent: 503");
+                        self.fail_a(503, "system");
+                        return Flow::Done;
+                    }
+                },
+                Retry::Fail => {}
+            }
         }
         info!(status = code, "B leg failed");
         self.fail_a(map_b_failure(code), "callee");

@@ -15,8 +15,8 @@ use crate::sip::config::{Proto, Trunk, ValidSipConfig};
 use crate::sip::dialog::LegDialog;
 use crate::sip::display::name_addr;
 use crate::sip::message::{
-    contact_uri, header_value, our_via, record_route, safe_header, set_to, status, to_with_tag,
-    via_proto,
+    contact_uri, header_value, header_values, our_via, record_route, safe_header, set_to, status,
+    to_with_tag, via_proto,
 };
 use crate::sip::number::value_uri;
 
@@ -177,6 +177,117 @@ pub fn b_invite(cfg: &ValidSipConfig, b: &BInvite<'_>) -> Result<Request, SipErr
     })
 }
 
+/// The INVITE that retries `prev` after a final response that asks for it:
+/// a 3xx (RFC 3261 §8.1.3.4: `new_ruri` is the Contact tried next), a
+/// 401/407 (§22.2: `extra_headers` carry the credentials) or a 422
+/// (RFC 4028 §7.4: a larger Session-Expires and Min-SE). It keeps the
+/// Call-ID, From (with its tag), To (no tag), body and every other header,
+/// raises the CSeq number by one (§8.1.3.5) and gets a new Via branch (a new
+/// transaction). Each header in `extra_headers` replaces every header of the
+/// same name in `prev`.
+pub fn retry_invite(
+    prev: &Request,
+    new_ruri: Option<Uri>,
+    extra_headers: Vec<Header>,
+) -> Result<Request, SipError> {
+    let seq = cseq_number(prev).ok_or_else(|| SipError::Malformed("INVITE without CSeq".into()))?;
+    let mut headers: Vec<Header> = Vec::with_capacity(prev.headers.len() + extra_headers.len());
+    let mut via_done = false;
+    for h in prev.headers.iter() {
+        if extra_headers
+            .iter()
+            .any(|x| x.name().eq_ignore_ascii_case(h.name()))
+        {
+            continue;
+        }
+        match h {
+            Header::Via(v) if !via_done => {
+                via_done = true;
+                headers.push(Header::Via(new_branch(v.value()).into()));
+            }
+            Header::CSeq(_) => headers.push(Header::CSeq(format!("{} INVITE", seq + 1).into())),
+            // Added again by the stack when sending.
+            Header::ContentLength(_) => {}
+            _ => headers.push(h.clone()),
+        }
+    }
+    headers.extend(extra_headers);
+    Ok(Request {
+        method: Method::Invite,
+        uri: new_ruri.unwrap_or_else(|| prev.uri.clone()),
+        headers: headers.into(),
+        body: prev.body.clone(),
+        version: Version::V2,
+    })
+}
+
+/// The CSeq number of a message (RFC 3261 §8.1.1.5).
+pub fn cseq_number<M: HeadersExt>(msg: &M) -> Option<u32> {
+    header_value(msg, "CSeq")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A Via value with its branch replaced by a new one (other parameters kept).
+fn new_branch(via: &str) -> String {
+    let mut parts = via.split(';');
+    let mut out = parts.next().unwrap_or("").trim().to_string();
+    for p in parts {
+        let p = p.trim();
+        if p.is_empty()
+            || p.split('=')
+                .next()
+                .is_some_and(|k| k.trim().eq_ignore_ascii_case("branch"))
+        {
+            continue;
+        }
+        out.push(';');
+        out.push_str(p);
+    }
+    out.push_str(&rsipstack::transaction::make_via_branch().to_string());
+    out
+}
+
+/// The usable Contacts of a 3xx response in the order they should be tried
+/// (RFC 3261 §8.1.3.4): highest `q` first (no `q` counts as 1.0), equal `q`
+/// in the order listed. Usable: a `sip:` or `sips:` URI that parses; its
+/// header part (`?...`) is dropped.
+pub fn redirect_targets(resp: &Response) -> Vec<Uri> {
+    let mut found: Vec<(f32, Uri)> = Vec::new();
+    for value in header_values(resp, "Contact") {
+        for contact in crate::sip::number::split_values(&value) {
+            let Some(uri) = crate::sip::number::value_uri(contact) else {
+                continue;
+            };
+            let uri = uri.split('?').next().unwrap_or(uri);
+            let lower = uri.to_ascii_lowercase();
+            if !(lower.starts_with("sip:") || lower.starts_with("sips:")) {
+                continue;
+            }
+            let Ok(parsed) = Uri::try_from(uri) else {
+                continue;
+            };
+            let after = match contact.rfind('>') {
+                Some(i) => &contact[i + 1..],
+                None => contact.split_once(';').map_or("", |(_, p)| p),
+            };
+            let q = after
+                .split(';')
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .and_then(|(_, v)| v.trim().parse::<f32>().ok())
+                .filter(|q| (0.0..=1.0).contains(q))
+                .unwrap_or(1.0);
+            found.push((q, parsed));
+        }
+    }
+    // A stable sort keeps the listed order among equal q.
+    found.sort_by(|a, b| b.0.total_cmp(&a.0));
+    found.into_iter().map(|(_, u)| u).collect()
+}
+
 /// The CANCEL for a client INVITE (RFC 3261 §9.1): same Request-URI,
 /// Call-ID, From, To, CSeq number and top Via.
 pub fn cancel_for(invite: &Request) -> Request {
@@ -290,7 +401,9 @@ pub fn b_dialog(
         remote: ok.to_header().ok()?.value().to_string(),
         remote_target: contact_uri(ok).unwrap_or_else(|| invite.uri.to_string()),
         route_set,
-        local_cseq: 1,
+        // Our next request continues from the INVITE that was answered
+        // (higher than 1 after a redirect, challenge or 422 retry).
+        local_cseq: cseq_number(invite).unwrap_or(1),
         proto,
         via_host: cfg.advertised_host.clone(),
         via_port: cfg.port_for(proto).unwrap_or(5060),
@@ -299,12 +412,15 @@ pub fn b_dialog(
     })
 }
 
-/// The final response A gets for B's final failure `code`: never a 3xx
-/// (its Contact would leak), auth challenges become 503.
+/// The final response A gets for B's final failure `code`, once no retry is
+/// left: never a 3xx (its Contact would leak; a redirect we could not or
+/// may no longer follow is 480 Temporarily Unavailable), a challenge we
+/// cannot answer (no credentials, or ours were refused) is 503, and so is a
+/// 422 we cannot satisfy.
 pub fn map_b_failure(code: u16) -> u16 {
     match code {
         300..=399 => 480,
-        401 | 407 => 503,
+        401 | 407 | 422 => 503,
         600 => 486,
         604 => 404,
         606 => 488,
@@ -323,6 +439,77 @@ mod tests {
         assert_eq!(map_b_failure(302), 480);
         assert_eq!(map_b_failure(407), 503);
         assert_eq!(map_b_failure(600), 486);
+        assert_eq!(map_b_failure(422), 503);
+        assert_eq!(map_b_failure(401), 503);
+    }
+
+    const PREV: &str = "INVITE sip:200@127.0.0.1:5080 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKfirst;rport\r\nMax-Forwards: 69\r\n\
+From: <sip:300@127.0.0.1>;tag=ft\r\nTo: <sip:200@127.0.0.1:5080>\r\nCall-ID: cid-b\r\n\
+CSeq: 4 INVITE\r\nContact: <sip:127.0.0.1:5060;transport=udp>\r\nSession-Expires: 1800\r\n\
+Min-SE: 90\r\nContent-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n";
+
+    /// RFC 3261 §8.1.3.4 / §22.2: same Call-ID, From tag, To; CSeq + 1;
+    /// a new branch; extra headers replace their namesakes.
+    #[test]
+    fn retry_keeps_the_dialog_identifiers() {
+        let prev = Request::try_from(PREV).expect("parse");
+        let ruri = Uri::try_from("sip:999@192.0.2.7:5060").expect("uri");
+        let next = retry_invite(
+            &prev,
+            Some(ruri),
+            vec![
+                Header::Other("Session-Expires".into(), "3600".into()),
+                Header::Other("Min-SE".into(), "3600".into()),
+                Header::Authorization("Digest username=\"u\"".into()),
+            ],
+        )
+        .expect("retry");
+        let s = next.to_string();
+        assert!(
+            s.starts_with("INVITE sip:999@192.0.2.7:5060 SIP/2.0\r\n"),
+            "{s}"
+        );
+        assert!(s.contains("Call-ID: cid-b\r\n"));
+        assert!(s.contains("From: <sip:300@127.0.0.1>;tag=ft\r\n"));
+        assert!(s.contains("To: <sip:200@127.0.0.1:5080>\r\n"));
+        assert!(s.contains("CSeq: 5 INVITE\r\n"), "{s}");
+        assert!(s.contains("Session-Expires: 3600\r\n") && !s.contains("Session-Expires: 1800"));
+        assert!(s.contains("Min-SE: 3600\r\n") && !s.contains("Min-SE: 90"));
+        assert!(s.contains("Authorization: Digest username=\"u\"\r\n"));
+        assert!(
+            s.contains("Via: SIP/2.0/UDP 127.0.0.1:5060;rport;branch=z9hG4bK"),
+            "{s}"
+        );
+        assert!(!s.contains("z9hG4bKfirst"));
+        assert_eq!(next.body, b"v=0\r\n");
+        assert_eq!(cseq_number(&next), Some(5));
+        // No new Request-URI: the same one.
+        let again = retry_invite(&next, None, vec![]).expect("retry");
+        assert_eq!(again.uri.to_string(), "sip:999@192.0.2.7:5060");
+        assert_eq!(cseq_number(&again), Some(6));
+    }
+
+    /// RFC 3261 §8.1.3.4: highest q first, equal q in listed order, unusable
+    /// Contacts skipped.
+    #[test]
+    fn redirect_targets_in_q_order() {
+        let raw = "SIP/2.0 302 Moved Temporarily\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKa\r\n\
+From: <sip:300@h>;tag=ft\r\nTo: <sip:200@h>;tag=tt\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
+Contact: <sip:low@192.0.2.1>;q=0.1, <mailto:x@y>;q=1.0\r\n\
+Contact: <sip:nq1@192.0.2.2>, \"Hi\" <sip:high@192.0.2.3?Subject=x>;q=0.9\r\n\
+Contact: sip:nq2@192.0.2.4;q=0.5\r\nContent-Length: 0\r\n\r\n";
+        let r = Response::try_from(raw).expect("parse");
+        let t: Vec<String> = redirect_targets(&r).iter().map(|u| u.to_string()).collect();
+        assert_eq!(
+            t,
+            vec![
+                "sip:nq1@192.0.2.2",
+                "sip:high@192.0.2.3",
+                "sip:nq2@192.0.2.4",
+                "sip:low@192.0.2.1"
+            ]
+        );
     }
 
     fn cfg() -> ValidSipConfig {

@@ -27,6 +27,50 @@ pub struct SipConfig {
     pub session_expires_secs: u32,
     /// RFC 4028 Min-SE we accept, in seconds (at least 90).
     pub min_se_secs: u32,
+    /// How many times one B leg follows a 3xx from the trunk (RFC 3261
+    /// §8.1.3.4), counted over the whole call; 0: never (the 3xx is mapped
+    /// to a failure for the caller).
+    pub max_redirects: u32,
+    /// Digest username for the trunk's 401/407 challenges (RFC 3261 §22);
+    /// empty: challenges are not answered.
+    pub trunk_username: String,
+    /// Digest password for the trunk; never logged.
+    pub trunk_password: Secret,
+}
+
+/// A string that must not appear in logs: its `Debug` prints `***`.
+#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place that needs it (the digest).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// Whether it is empty (not configured).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Credentials Mediator answers the trunk's digest challenges with.
+#[derive(Debug, Clone)]
+pub struct TrunkCredentials {
+    /// Digest username.
+    pub username: String,
+    /// Digest password.
+    pub password: Secret,
 }
 
 impl Default for SipConfig {
@@ -40,6 +84,9 @@ impl Default for SipConfig {
             drain_secs: 30,
             session_expires_secs: 1800,
             min_se_secs: 90,
+            max_redirects: 3,
+            trunk_username: String::new(),
+            trunk_password: Secret::default(),
         }
     }
 }
@@ -107,6 +154,10 @@ pub struct ValidSipConfig {
     pub drain: std::time::Duration,
     /// Session timer settings (RFC 4028).
     pub timers: crate::call::session_timer::TimerConfig,
+    /// 3xx responses followed per call at most (RFC 3261 §8.1.3.4).
+    pub max_redirects: u32,
+    /// Credentials for the trunk's digest challenges, when configured.
+    pub trunk_credentials: Option<TrunkCredentials>,
 }
 
 impl ValidSipConfig {
@@ -214,6 +265,21 @@ impl SipConfig {
         if self.ring_timeout_secs == 0 {
             return Err(SipError::Config("sip.ring_timeout_secs must be > 0".into()));
         }
+        let trunk_credentials = match (
+            self.trunk_username.trim().is_empty(),
+            self.trunk_password.is_empty(),
+        ) {
+            (true, true) => None,
+            (false, false) => Some(TrunkCredentials {
+                username: self.trunk_username.trim().to_string(),
+                password: self.trunk_password.clone(),
+            }),
+            _ => {
+                return Err(SipError::Config(
+                    "sip.trunk_username and sip.trunk_password go together".into(),
+                ));
+            }
+        };
         Ok(ValidSipConfig {
             listen,
             advertised_host: self.advertised_host.trim().to_string(),
@@ -225,6 +291,8 @@ impl SipConfig {
                 session_expires: self.session_expires_secs.max(self.min_se_secs),
                 min_se: self.min_se_secs.max(crate::call::session_timer::RFC_MIN_SE),
             },
+            max_redirects: self.max_redirects,
+            trunk_credentials,
         })
     }
 }
@@ -261,5 +329,23 @@ mod tests {
         assert!(v.is_trusted("10.0.0.1".parse().expect("ip")));
         c.trusted = vec!["nonsense".into()];
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn trunk_credentials_go_together_and_the_password_is_not_printed() {
+        let mut c = SipConfig {
+            listen: vec!["udp:127.0.0.1:5060".into()],
+            ..SipConfig::default()
+        };
+        assert!(c.validate().expect("valid").trunk_credentials.is_none());
+        c.trunk_username = "trunk-user".into();
+        assert!(c.validate().is_err(), "a username needs a password");
+        c.trunk_password = Secret::new("hunter2");
+        let v = c.validate().expect("valid");
+        let creds = v.trunk_credentials.expect("credentials");
+        assert_eq!(creds.password.expose(), "hunter2");
+        let shown = format!("{c:?} {creds:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("***"), "{shown}");
     }
 }

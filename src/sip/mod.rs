@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod dialog;
+pub mod digest;
 pub mod display;
 pub mod endpoint;
 pub mod message;
