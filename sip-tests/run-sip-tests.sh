@@ -426,6 +426,8 @@ suite() { # TRANSPORT LABEL
     CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
         run_case "$l-info-dtmf-relay-relayed" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 TAIL=caller_info_bye" answer_info "$NO_CHECKS" 0
     CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
+        run_case "$l-unknown-method-in-dialog-501" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 TAIL=caller_foo_501_bye" answer "$NO_CHECKS" 1
+    CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
         run_case "$l-hold-resume-refresh" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 TAIL=caller_hold_resume" answer_hold "$NO_CHECKS" 0
     CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
         run_case "$l-hold-c0000-resume" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 TAIL=caller_hold_0000" answer_hold "$NO_CHECKS" 0

@@ -515,6 +515,19 @@ a=rtpmap:101 telephone-event/8000
 
 ]]></send>"""
     + bye_from_uac().replace("CSeq: 2 BYE", "CSeq: 5 BYE") + '<recv response="200" crlf="true"/>',
+    # An extension method (FOO) inside the call: Mediator answers 501 with
+    # Allow (RFC 3261 8.2.1) itself, relays nothing to the callee (whose
+    # flow would fail on it), and the call goes on: RTP still flows both
+    # ways (checked on the wire) and BYE ends it.
+    "caller_foo_501_bye": '<pause milliseconds="500"/>'
+    + info_from_uac().replace("INFO [next_url]", "FOO [next_url]").replace("CSeq: 2 INFO", "CSeq: 2 FOO")
+    .replace("application/dtmf-relay", "application/x-foo").replace("Signal=5\nDuration=160", "bar")
+    + '<recv response="501"><action>'
+    '<ereg regexp="INVITE.*BYE" search_in="hdr" header="Allow:" check_it="true" assign_to="f501"/>'
+    '<ereg regexp="2 FOO" search_in="hdr" header="CSeq:" check_it="true" assign_to="f501"/>'
+    '<log message="FOO answered 501 with Allow [$f501]"/></action></recv>'
+    + '<pause milliseconds="3000"/>'
+    + bye_from_uac().replace("CSeq: 2 BYE", "CSeq: 3 BYE") + '<recv response="200" crlf="true"/>',
     "caller_info_bye": '<pause milliseconds="500"/>' + info_from_uac() + '<recv response="200" crlf="true"/>'
     + bye_from_uac().replace("CSeq: 2 BYE", "CSeq: 3 BYE") + '<recv response="200" crlf="true"/>',
     "caller_bye": '<pause milliseconds="@HOLD_MS@"/>' + bye_from_uac() + '<recv response="200" crlf="true"/>',

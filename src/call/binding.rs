@@ -904,14 +904,22 @@ impl InboundCall {
 
     /// A request inside a dialog of a call that is not established yet.
     async fn early_request(&mut self, mut tx: Transaction) {
-        let method = tx.original.method;
-        let code = match method {
+        let method = tx.original.method.clone();
+        let code = match &method {
             Method::Bye => 200,
             Method::Options | Method::Info => 200,
             Method::Invite | Method::Update => 491,
-            _ => 501,
+            // 405 or 501 with Allow (RFC 3261 §8.2.1).
+            m => super::legs::method_refusal(m).unwrap_or(405),
         };
-        let _ = tx.reply(crate::sip::message::status(code)).await;
+        let allow = if matches!(code, 405 | 501) {
+            vec![super::legs::allow_header()]
+        } else {
+            vec![]
+        };
+        let _ = tx
+            .reply_with(crate::sip::message::status(code), allow, None)
+            .await;
         drive(tx);
         if method == Method::Bye {
             self.fail_a(487, "caller");

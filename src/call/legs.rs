@@ -20,8 +20,41 @@ use crate::sip::message::{
 };
 use crate::sip::number::value_uri;
 
-/// Methods we answer, for `Allow` (RFC 3261 §20.5).
+/// Methods we answer, for `Allow` (RFC 3261 §20.5). Kept in step with
+/// [`ALLOWED_METHODS`] (a unit test checks it).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+
+/// The methods of [`ALLOW`], as parsed methods.
+pub const ALLOWED_METHODS: &[Method] = &[
+    Method::Invite,
+    Method::Ack,
+    Method::Cancel,
+    Method::Bye,
+    Method::Options,
+    Method::Info,
+    Method::Update,
+];
+
+/// The `Allow` header of our responses and requests (RFC 3261 §20.5).
+pub fn allow_header() -> Header {
+    Header::Allow(ALLOW.into())
+}
+
+/// How a request with `method` is refused before anything else is looked
+/// at (RFC 3261 §8.2.1): `None` for a method we serve; 405 (Method Not
+/// Allowed) for a method we know but do not serve here (REGISTER, MESSAGE,
+/// SUBSCRIBE, NOTIFY, REFER, PUBLISH, PRACK); 501 (Not Implemented) for an
+/// extension method we do not recognise (§21.5.2, RFC 3261 §25.1
+/// `extension-method`). Both responses carry [`allow_header`].
+pub fn method_refusal(method: &Method) -> Option<u16> {
+    if ALLOWED_METHODS.contains(method) {
+        None
+    } else if matches!(method, Method::Extension(_)) {
+        Some(501)
+    } else {
+        Some(405)
+    }
+}
 
 /// The SIP extensions (option tags, RFC 3261 §19.2) we support: listed in
 /// `Supported` of our INVITEs, accepted in a peer's `Require`.
@@ -64,7 +97,7 @@ pub fn a_response(
         resp.headers
             .push(Header::ContentType("application/sdp".into()));
     }
-    resp.headers.push(Header::Allow(ALLOW.into()));
+    resp.headers.push(allow_header());
     resp
 }
 
@@ -153,7 +186,7 @@ pub fn b_invite(cfg: &ValidSipConfig, b: &BInvite<'_>) -> Result<Request, SipErr
     if b.presented.privacy {
         headers.push(Header::Privacy("id".into()));
     }
-    headers.push(Header::Allow(ALLOW.into()));
+    headers.push(allow_header());
     headers.push(Header::Supported(SUPPORTED.join(", ").into()));
     // RFC 4028 §7.1: the interval we ask for; the B leg chooses the refresher.
     headers.extend(crate::call::session_timer::invite_headers(
@@ -510,6 +543,42 @@ Contact: sip:nq2@192.0.2.4;q=0.5\r\nContent-Length: 0\r\n\r\n";
                 "sip:low@192.0.2.1"
             ]
         );
+    }
+
+    #[test]
+    fn allow_lists_the_allowed_methods() {
+        let listed: Vec<Method> = ALLOW
+            .split(',')
+            .map(|m| m.trim().parse().expect("a method"))
+            .collect();
+        assert_eq!(listed, ALLOWED_METHODS);
+    }
+
+    #[test]
+    fn methods_refused_405_or_501() {
+        for m in ALLOWED_METHODS {
+            assert_eq!(method_refusal(m), None, "{m}");
+        }
+        for m in [
+            "REGISTER",
+            "MESSAGE",
+            "SUBSCRIBE",
+            "NOTIFY",
+            "REFER",
+            "PUBLISH",
+        ] {
+            let m: Method = m.parse().expect("a method");
+            assert_eq!(method_refusal(&m), Some(405), "{m}");
+        }
+        for m in [
+            "FOO",
+            "RE%47IST%45R",
+            "!interesting-Method0123456789_*+`.%indeed'~",
+        ] {
+            let m: Method = m.parse().expect("an extension method");
+            assert_eq!(m, Method::Extension(m.to_string()));
+            assert_eq!(method_refusal(&m), Some(501), "{m}");
+        }
     }
 
     fn cfg() -> ValidSipConfig {

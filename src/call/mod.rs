@@ -152,7 +152,7 @@ fn has_to_tag(tx: &Transaction) -> bool {
 
 async fn reply(mut tx: Transaction, code: u16, allow: bool) {
     let headers = if allow {
-        vec![Header::Allow(legs::ALLOW.into())]
+        vec![legs::allow_header()]
     } else {
         vec![]
     };
@@ -187,7 +187,7 @@ async fn options(mut tx: Transaction) {
 /// Hands each new server transaction to its call, or answers it.
 async fn dispatch(ctx: Arc<Ctx>, mut incoming: TransactionReceiver) {
     while let Some(tx) = incoming.recv().await {
-        let method = tx.original.method;
+        let method = tx.original.method.clone();
         debug!(%method, "incoming request");
         // A malformed request is 400 (RFC 3261 §8.1.1, §18.3; RFC 4475
         // §3.1.2, §3.3.8, §3.3.9); an ACK is never answered.
@@ -199,6 +199,10 @@ async fn dispatch(ctx: Arc<Ctx>, mut incoming: TransactionReceiver) {
             continue;
         }
         let in_dialog = has_to_tag(&tx);
+        // 405 for a method we know and do not serve, 501 for one we do not
+        // know, both with Allow (RFC 3261 §8.2.1); inside a call the call
+        // answers them (with its To tag).
+        let refusal = legs::method_refusal(&method);
         match method {
             Method::Invite if !in_dialog => {
                 tokio::spawn(binding::handle_invite(ctx.clone(), Box::new(tx)));
@@ -216,17 +220,22 @@ async fn dispatch(ctx: Arc<Ctx>, mut incoming: TransactionReceiver) {
                             tokio::spawn(reply(*tx, 481, false));
                         }
                     }
-                    None => {
-                        // RFC 3261 §12.2.2: no such dialog.
-                        tokio::spawn(reply(tx, 481, false));
-                    }
+                    None => match refusal {
+                        Some(code) => {
+                            tokio::spawn(reply(tx, code, true));
+                        }
+                        None => {
+                            // RFC 3261 §12.2.2: no such dialog.
+                            tokio::spawn(reply(tx, 481, false));
+                        }
+                    },
                 }
             }
             Method::Bye => {
                 tokio::spawn(reply(tx, 481, false));
             }
             _ => {
-                tokio::spawn(reply(tx, 405, true));
+                tokio::spawn(reply(tx, refusal.unwrap_or(405), true));
             }
         }
     }

@@ -191,7 +191,7 @@ impl InboundCall {
 
     /// A request in one of the call's dialogs. False: the call is over.
     async fn on_request(&mut self, mut tx: Transaction, side: Side) -> bool {
-        match tx.original.method {
+        match tx.original.method.clone() {
             Method::Bye => {
                 let _ = tx.reply(crate::sip::message::status(200)).await;
                 let (who, other) = match side {
@@ -227,8 +227,12 @@ impl InboundCall {
                 }
                 true
             }
-            _ => {
-                let resp = self.in_dialog_response(&tx.original, 501, None, None);
+            // A method we do not serve in a call: 405, or 501 for one we do
+            // not know, with Allow (RFC 3261 §8.2.1); the call goes on.
+            m => {
+                let code = crate::call::legs::method_refusal(&m).unwrap_or(405);
+                info!(method = %m, status = code, "request refused in the call");
+                let resp = self.in_dialog_response(&tx.original, code, None, None);
                 let _ = tx.respond(resp).await;
                 drive(tx);
                 true
@@ -717,7 +721,7 @@ impl InboundCall {
                 sdp::effective_direction(&audio),
             )
         };
-        let out = match self.build_in_dialog(other, req.method, Some(offer.clone())) {
+        let out = match self.build_in_dialog(other, req.method.clone(), Some(offer.clone())) {
             Ok(out) => out,
             Err(code) => {
                 warn!(code, "re-offer not relayed");

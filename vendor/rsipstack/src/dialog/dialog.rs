@@ -816,7 +816,8 @@ impl DialogInner {
 
         let cseq_header = CSeq {
             seq: cseq.unwrap_or_else(|| self.increment_local_seq()),
-            method,
+            // Mediator patch: `Method` is no longer `Copy` (extension methods).
+            method: method.clone(),
         };
 
         for via in vias {

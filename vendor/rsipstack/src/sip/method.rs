@@ -1,7 +1,14 @@
 use crate::prelude::*;
 use crate::sip::Error;
 
-#[derive(Debug, PartialEq, Eq, Clone, Copy, Hash)]
+/// A SIP request method (RFC 3261 §7.1, §25.1 `Method`).
+///
+/// Mediator patch: `Extension` holds any other method token (RFC 3261 §25.1
+/// `extension-method = token`), so a request with a method the stack does not
+/// know is parsed and can be answered 405 or 501 (RFC 3261 §8.2.1) instead of
+/// failing to parse and being dropped. Holding a `String`, the type is no
+/// longer `Copy`.
+#[derive(Debug, PartialEq, Eq, Clone, Hash)]
 pub enum Method {
     Ack,
     Bye,
@@ -17,6 +24,18 @@ pub enum Method {
     Register,
     Subscribe,
     Update,
+    /// Any other method token, as received (case kept: methods are
+    /// case-sensitive, RFC 3261 §7.1).
+    Extension(String),
+}
+
+/// Mediator patch: whether `c` may appear in a `token` (RFC 3261 §25.1).
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            '-' | '.' | '!' | '%' | '*' | '_' | '+' | '`' | '\'' | '~'
+        )
 }
 
 impl Method {
@@ -57,6 +76,7 @@ impl core::fmt::Display for Method {
             Self::Register => "REGISTER",
             Self::Subscribe => "SUBSCRIBE",
             Self::Update => "UPDATE",
+            Self::Extension(m) => m.as_str(),
         };
         write!(f, "{}", s)
     }
@@ -81,6 +101,10 @@ impl core::str::FromStr for Method {
             m if m.eq_ignore_ascii_case("REGISTER") => Ok(Self::Register),
             m if m.eq_ignore_ascii_case("SUBSCRIBE") => Ok(Self::Subscribe),
             m if m.eq_ignore_ascii_case("UPDATE") => Ok(Self::Update),
+            // Mediator patch: an extension method (RFC 3261 §25.1).
+            m if !m.is_empty() && m.chars().all(is_token_char) => {
+                Ok(Self::Extension(m.to_string()))
+            }
             m => Err(Error::ParseError(format!("invalid method: {}", m))),
         }
     }

@@ -36,7 +36,8 @@ impl core::fmt::Display for TransactionKey {
 impl TransactionKey {
     pub fn from_request(req: &Request, role: TransactionRole) -> Result<Self> {
         let via = req.top_via_header()?.typed()?;
-        let mut method = *req.method();
+        // Mediator patch: `Method` is no longer `Copy` (extension methods).
+        let mut method = req.method().clone();
 
         if matches!(method, Method::Ack | Method::Cancel) && role == TransactionRole::Server {
             method = Method::Invite;

@@ -112,7 +112,14 @@ impl EndpointInner {
             Header::CallId(call_id),
             Header::From(from.into()),
             Header::To(to.into()),
-            Header::CSeq(crate::sip::typed::CSeq { seq, method }.into()),
+            // Mediator patch: `Method` is no longer `Copy` (extension methods).
+            Header::CSeq(
+                crate::sip::typed::CSeq {
+                    seq,
+                    method: method.clone(),
+                }
+                .into(),
+            ),
             Header::MaxForwards(70.into()),
             Header::UserAgent(self.user_agent.clone().into()),
         ];
