@@ -31,6 +31,7 @@ if "TAIL" in values:
     values["TAIL"] = flows.TAILS[values["TAIL"]]
 values.setdefault("PCAP", "/usr/share/sip-tester/g711a.pcap")
 values.setdefault("HOLD_MS", "4000")
+values.setdefault("CONTENT_TYPE", "application/sdp")
 values.setdefault("RURI", "sip:[service]@[remote_ip]:[remote_port]")
 values.setdefault("PROVISIONALS", flows.PROVISIONALS["any"])
 values = {k: v.replace("\\n", "\n") for k, v in values.items()}

@@ -360,6 +360,13 @@ NO_CHECKS="'CHECKS='"
 ST_A_HEADERS="'EXTRA_HEADERS=Supported: timer\\nSession-Expires: 120;refresher=uac'"
 ST_ANSWER="'ANSWER_CHECKS=<ereg regexp=\"^ *120;refresher=uac\" search_in=\"hdr\" header=\"Session-Expires:\" check_it=\"true\" assign_to=\"chk\"/><ereg regexp=\"timer\" search_in=\"hdr\" header=\"Require:\" check_it=\"true\" assign_to=\"chk\"/>'"
 ST_B_CHECKS=$(ereg '<ereg regexp="^ *1800" search_in="hdr" header="Session-Expires:" check_it="true" assign_to="chk"/>\n<ereg regexp="timer" search_in="hdr" header="Supported:" check_it="true" assign_to="chk"/>\n<ereg regexp="^ *90" search_in="hdr" header="Min-SE:" check_it="true" assign_to="chk"/>')
+# SIP-I/SIP-T (RFC 5621): an INVITE whose multipart/mixed body holds the SDP
+# offer and an ISUP IAM (printable stand-in octets: SIPp writes text). The
+# callee must get plain SDP, nothing of the multipart body.
+SIPI_BODY="'CONTENT_TYPE=multipart/mixed;boundary=sipi-boundary-1' 'BODY_PRE=--sipi-boundary-1\\nContent-Type: application/sdp\\n' 'BODY_POST=--sipi-boundary-1\\nContent-Type: application/ISUP;version=itu-t92+\\nContent-Disposition: signal;handling=optional\\n\\nIAM:0100600a000207\\n--sipi-boundary-1--'"
+SIPI_NO_SDP="'CONTENT_TYPE=multipart/mixed;boundary=sipi-boundary-1' 'BODY_PRE=--sipi-boundary-1\\nContent-Type: text/plain\\n' 'BODY_POST=--sipi-boundary-1\\nContent-Type: application/ISUP;version=itu-t92+\\n\\nIAM:0100600a000207\\n--sipi-boundary-1--'"
+ACCEPT_415="'FINAL_CHECKS=<ereg regexp=\"application/sdp, multipart/mixed\" search_in=\"hdr\" header=\"Accept:\" check_it=\"true\" assign_to=\"chk\"/>'"
+SIPI_CHECKS=$(ereg '<ereg regexp="application/sdp" search_in="hdr" header="Content-Type:" check_it="true" assign_to="chk"/>\n<ereg regexp="sipi-boundary|ISUP|IAM" search_in="msg" check_it_inverse="true" assign_to="chk"/>\n<ereg regexp="c=IN IP4 127\.0\.0\.1" search_in="body" check_it="true" assign_to="chk"/>')
 VIDEO_CHECKS=$(ereg '<ereg regexp="m=video" search_in="body" check_it_inverse="true" assign_to="chk"/>')
 WAIT_180="'WAIT=<recv response=\"100\" optional=\"true\" response_txn=\"invite\"/><recv response=\"180\" response_txn=\"invite\"/>'"
 
@@ -471,6 +478,9 @@ suite() { # TRANSPORT LABEL
     # An offer with audio and video: the answer keeps both m-lines (RFC 3264
     # section 6), video rejected with port 0; the B leg is offered audio only.
     run_case "$l-video-m-line-rejected" "$t" $DID_OPEN uac_call.xml "$A_FROM 'FORMATS=8 101' 'RTPMAPS=a=rtpmap:8 PCMA/8000\\na=rtpmap:101 telephone-event/8000\\nm=video 6000 RTP/AVP 99\\na=rtpmap:99 H264/90000' 'ANSWER_CHECKS=<ereg regexp=\"m=video 0 RTP/AVP 99\" search_in=\"body\" check_it=\"true\" assign_to=\"chk\"/>' $MF70 TAIL=caller_bye" answer "$VIDEO_CHECKS" 1
+    CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
+        run_case "$l-multipart-sdp-isup-invite" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 $SIPI_BODY TAIL=caller_bye" answer "$SIPI_CHECKS" 1
+    run_case "$l-multipart-no-sdp-415" "$t" $DID_OPEN uac_final.xml "$A_FROM $PCMA_TE $MF70 $SIPI_NO_SDP $ACCEPT_415 CODE=415" none "" 0
     run_case "$l-delayed-offer" "$t" $DID_OPEN uac_delayed.xml "$A_FROM TAIL=caller_bye" answer "$NO_CHECKS" 1
     run_case "$l-early-media-183-sdp" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 PROVISIONALS=sdp183 TAIL=caller_bye" early_media "$NO_CHECKS" 1
     CDR="binding_sid=$SID_OPEN sip_status=480 hangup_side=system $CDR_FAILED" \

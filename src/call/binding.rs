@@ -164,7 +164,9 @@ async fn admit(ctx: Arc<Ctx>, tx: Box<Transaction>) -> Option<Box<InboundCall>> 
         let _ = tx
             .reply_with(
                 crate::sip::message::status(415),
-                vec![rsipstack::sip::Header::Accept("application/sdp".into())],
+                vec![rsipstack::sip::Header::Accept(
+                    crate::sip::message::ACCEPT.into(),
+                )],
                 None,
             )
             .await;

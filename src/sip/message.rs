@@ -68,17 +68,177 @@ pub fn cseq_number<M: HeadersExt>(msg: &M) -> Option<u32> {
     msg.cseq_header().ok().and_then(|c| c.seq().ok())
 }
 
-/// The body when the message carries `application/sdp` (or no Content-Type
-/// with a non-empty body, which trunks sometimes send).
+/// The body types we read, for `Accept` in a 415 (RFC 3261 §8.2.3,
+/// §20.1): SDP, alone or as a part of `multipart/mixed` (RFC 5621).
+pub const ACCEPT: &str = "application/sdp, multipart/mixed";
+
+/// The media type of a Content-Type value (`type/subtype`, parameters
+/// dropped), lowercased.
+fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// One part of a multipart body (RFC 2046 §5.1.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyPart<'a> {
+    /// The part's media type, lowercased, parameters dropped
+    /// (`text/plain` when the part has no Content-Type, RFC 2046 §5.1).
+    pub media_type: String,
+    /// The part's `Content-Disposition` value, if any (RFC 3261 §20.11).
+    pub disposition: Option<String>,
+    /// The part's octets, after its headers and blank line, before the
+    /// CRLF of the next boundary delimiter.
+    pub body: &'a [u8],
+}
+
+impl BodyPart<'_> {
+    /// Whether the part says `handling=required` in its Content-Disposition
+    /// (RFC 3261 §20.11, RFC 5621 §9): a UA that does not understand it
+    /// must reject the message with 415.
+    pub fn handling_required(&self) -> bool {
+        self.disposition.as_deref().is_some_and(|d| {
+            d.split(';').skip(1).any(|p| {
+                p.split_once('=').is_some_and(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("handling")
+                        && v.trim().trim_matches('"').eq_ignore_ascii_case("required")
+                })
+            })
+        })
+    }
+}
+
+/// The `boundary` parameter of a multipart Content-Type (RFC 2046 §5.1.1),
+/// unquoted; `None` when absent or empty.
+fn boundary_of(content_type: &str) -> Option<String> {
+    content_type.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        if !k.trim().eq_ignore_ascii_case("boundary") {
+            return None;
+        }
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .unwrap_or(v);
+        (!v.is_empty() && v.len() <= 70).then(|| v.to_string())
+    })
+}
+
+/// Position of `needle` in `hay` from `from` on.
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    if from > hay.len() || needle.is_empty() {
+        return None;
+    }
+    hay[from..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| i + from)
+}
+
+/// Splits a `multipart/*` body (RFC 2046 §5.1.1, as SIP uses it: RFC 5621)
+/// into its parts. `content_type` is the message's Content-Type value,
+/// which names the boundary. Binary parts (ISUP) are kept as they are:
+/// only the boundary delimiters (`CRLF--boundary`) are looked for. The
+/// preamble and epilogue are ignored; a missing close delimiter ends the
+/// last part at the end of the body; bare LF line ends are accepted.
+/// `None` when there is no boundary or no delimiter in the body.
+pub fn multipart_parts<'a>(content_type: &str, body: &'a [u8]) -> Option<Vec<BodyPart<'a>>> {
+    let boundary = boundary_of(content_type)?;
+    let delim = format!("--{boundary}");
+    let delim = delim.as_bytes();
+    // The first delimiter: at the start, or after a line end.
+    let mut at = if body.starts_with(delim) {
+        0
+    } else {
+        find(body, &[b"\n", delim].concat(), 0)? + 1
+    };
+    let mut parts = Vec::new();
+    loop {
+        let after = at + delim.len();
+        if body.get(after..after + 2) == Some(b"--") {
+            break; // close delimiter
+        }
+        // Transport padding, then the line end of the delimiter line.
+        let Some(eol) = find(body, b"\n", after) else {
+            break;
+        };
+        let start = eol + 1;
+        let next = find(body, &[b"\n", delim].concat(), start);
+        let end = match next {
+            Some(n) if n > start && body[n - 1] == b'\r' => n - 1,
+            Some(n) => n,
+            None => body.len(),
+        };
+        parts.push(body_part(&body[start..end.max(start)]));
+        match next {
+            Some(n) => at = n + 1,
+            None => break,
+        }
+    }
+    (!parts.is_empty()).then_some(parts)
+}
+
+/// One part's headers and body (RFC 2045 §3; a part that starts with a
+/// blank line has no headers).
+fn body_part(raw: &[u8]) -> BodyPart<'_> {
+    let (head, body) = if raw.starts_with(b"\r\n") {
+        (&raw[..0], &raw[2..])
+    } else if raw.starts_with(b"\n") {
+        (&raw[..0], &raw[1..])
+    } else if let Some(i) = find(raw, b"\r\n\r\n", 0) {
+        (&raw[..i], &raw[i + 4..])
+    } else if let Some(i) = find(raw, b"\n\n", 0) {
+        (&raw[..i], &raw[i + 2..])
+    } else {
+        (raw, &raw[raw.len()..])
+    };
+    let head = String::from_utf8_lossy(head);
+    let mut media = None;
+    let mut disposition = None;
+    for line in head.lines() {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("content-type") {
+            media = Some(media_type(value));
+        } else if name.eq_ignore_ascii_case("content-disposition") {
+            disposition = Some(value.trim().to_string());
+        }
+    }
+    BodyPart {
+        media_type: media.unwrap_or_else(|| "text/plain".into()),
+        disposition,
+        body,
+    }
+}
+
+/// The SDP of a message: its body when it carries `application/sdp` (or no
+/// Content-Type with a non-empty body, which trunks sometimes send), or the
+/// first `application/sdp` part of a `multipart/mixed` body (SIP-I/SIP-T:
+/// ISUP and SDP, RFC 5621, ITU-T Q.1912.5, RFC 3372).
 pub fn sdp_body<M: HeadersExt>(msg: &M, body: &[u8]) -> Option<String> {
     if body.is_empty() {
         return None;
     }
     let ctype = header_value(msg, "Content-Type").unwrap_or_default();
-    if !ctype.is_empty() && !ctype.to_ascii_lowercase().starts_with("application/sdp") {
+    let media = media_type(&ctype);
+    let sdp = if media.is_empty() || media == "application/sdp" {
+        body
+    } else if media == "multipart/mixed" {
+        multipart_parts(&ctype, body)?
+            .into_iter()
+            .find(|p| p.media_type == "application/sdp")?
+            .body
+    } else {
         return None;
-    }
-    std::str::from_utf8(body).ok().map(str::to_string)
+    };
+    std::str::from_utf8(sdp).ok().map(str::to_string)
 }
 
 /// Whether a request asks for identity privacy (`Privacy: id`, RFC 3323 §4.2,
@@ -187,17 +347,32 @@ pub fn scheme_supported(uri: &str) -> bool {
     })
 }
 
-/// Whether a request carries a body we cannot read: a non-empty body whose
-/// Content-Type is present and not `application/sdp`. The answer is 415
-/// with `Accept: application/sdp` (RFC 3261 §8.2.3). A body without a
-/// Content-Type is read as SDP, as trunks sometimes send it.
+/// Whether a request carries a body we cannot read. The answer is 415
+/// with `Accept:` [`ACCEPT`] (RFC 3261 §8.2.3). Readable: no body,
+/// `application/sdp`, a body without a Content-Type (read as SDP, as trunks
+/// sometimes send it), and `multipart/mixed` with an `application/sdp`
+/// part whose other parts (ISUP, QSIG, ...) are ignored unless one says
+/// `handling=required` (RFC 5621 §9: we do not understand it, so 415).
 pub fn unsupported_body<M: HeadersExt>(msg: &M, body: &[u8]) -> bool {
     if body.is_empty() {
         return false;
     }
     let ctype = header_value(msg, "Content-Type").unwrap_or_default();
-    let media = ctype.split(';').next().unwrap_or("").trim();
-    !media.is_empty() && !media.eq_ignore_ascii_case("application/sdp")
+    let media = media_type(&ctype);
+    if media.is_empty() || media == "application/sdp" {
+        return false;
+    }
+    if media != "multipart/mixed" {
+        return true;
+    }
+    let Some(parts) = multipart_parts(&ctype, body) else {
+        return true;
+    };
+    let has_sdp = parts.iter().any(|p| p.media_type == "application/sdp");
+    let required_other = parts
+        .iter()
+        .any(|p| p.media_type != "application/sdp" && p.handling_required());
+    !has_sdp || required_other
 }
 
 /// Whether the Accept headers of a request admit `application/sdp`, the
@@ -379,6 +554,112 @@ mod tests {
             required_options(&req("Require: a, b\r\nRequire: c\r\n", "")),
             ["a", "b", "c"]
         );
+    }
+
+    /// An INVITE body of SIP-I (ITU-T Q.1912.5): an ISUP IAM (binary, with
+    /// CR, LF and `--` inside) and the SDP offer.
+    const ISUP: &[u8] = b"\x01\x00\x60\x01\x0a\x00\x02\r\n--\x0a\x03\x10\x83\x90\x00";
+    fn sipi_body(sdp_headers: &str, isup_disposition: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(b"preamble\r\n--unique-boundary-1\r\n");
+        b.extend_from_slice(sdp_headers.as_bytes());
+        b.extend_from_slice(b"\r\nv=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8\r\n");
+        b.extend_from_slice(
+            b"\r\n--unique-boundary-1\r\nContent-Type: application/ISUP; version=itu-t92+\r\n",
+        );
+        b.extend_from_slice(isup_disposition.as_bytes());
+        b.extend_from_slice(b"\r\n");
+        b.extend_from_slice(ISUP);
+        b.extend_from_slice(b"\r\n--unique-boundary-1--\r\nepilogue");
+        b
+    }
+
+    #[test]
+    fn multipart_sdp_and_isup() {
+        let req = |ctype: &str, body: &[u8]| {
+            let mut text = format!(
+                "INVITE sip:1@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:1@h>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            text.extend_from_slice(body);
+            match rsipstack::sip::SipMessage::try_from(text.as_slice()).expect("parses") {
+                rsipstack::sip::SipMessage::Request(r) => r,
+                _ => unreachable!(),
+            }
+        };
+        let ct = "multipart/mixed; boundary=\"unique-boundary-1\"";
+        let body = sipi_body(
+            "Content-Type: application/SDP\r\n",
+            "Content-Disposition: signal; handling=optional\r\n",
+        );
+        let parts = multipart_parts(ct, &body).expect("parts");
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].media_type, "application/sdp");
+        assert_eq!(parts[1].media_type, "application/isup");
+        assert_eq!(parts[1].body, ISUP, "binary part kept whole");
+        assert!(!parts[1].handling_required());
+        let r = req(ct, &body);
+        let sdp = sdp_body(&r, r.body()).expect("the SDP part");
+        assert!(
+            sdp.starts_with("v=0\r\n") && sdp.ends_with("RTP/AVP 8\r\n"),
+            "{sdp:?}"
+        );
+        assert!(crate::media::sdp::parse(&sdp).is_ok());
+        assert!(!unsupported_body(&r, r.body()));
+        // An unquoted boundary and no ISUP Content-Disposition.
+        let r = req(
+            "Multipart/Mixed;boundary=unique-boundary-1",
+            &sipi_body("Content-Type: application/sdp\r\n", ""),
+        );
+        assert!(sdp_body(&r, r.body()).is_some());
+        assert!(!unsupported_body(&r, r.body()));
+        // No SDP part (a part without Content-Type is text/plain): 415.
+        let r = req(ct, &sipi_body("", ""));
+        assert_eq!(sdp_body(&r, r.body()), None);
+        assert!(unsupported_body(&r, r.body()));
+        // ISUP that must be understood (RFC 5621 §9): 415.
+        let r = req(
+            ct,
+            &sipi_body(
+                "Content-Type: application/sdp\r\n",
+                "Content-Disposition: signal;handling=required\r\n",
+            ),
+        );
+        assert!(unsupported_body(&r, r.body()));
+        // No boundary, wrong boundary, other multipart types: 415.
+        for (ct, body) in [
+            (
+                "multipart/mixed",
+                sipi_body("Content-Type: application/sdp\r\n", ""),
+            ),
+            (
+                "multipart/mixed; boundary=other",
+                sipi_body("Content-Type: application/sdp\r\n", ""),
+            ),
+            (
+                "multipart/related; boundary=unique-boundary-1",
+                sipi_body("Content-Type: application/sdp\r\n", ""),
+            ),
+        ] {
+            let r = req(ct, &body);
+            assert!(unsupported_body(&r, r.body()), "{ct}");
+            assert_eq!(sdp_body(&r, r.body()), None, "{ct}");
+        }
+        // No close delimiter, bare LF line ends.
+        let lf = b"--b\nContent-Type: application/sdp\n\nv=0\n";
+        let parts = multipart_parts("multipart/mixed; boundary=b", lf).expect("parts");
+        assert_eq!(parts[0].body, b"v=0\n");
+        // Hostile: nothing but delimiters, an empty body, junk.
+        for junk in [
+            &b"--b"[..],
+            b"--b--",
+            b"",
+            b"\n--b\n--b\n--b",
+            b"--b\r\n\r\n",
+        ] {
+            let _ = multipart_parts("multipart/mixed; boundary=b", junk);
+        }
     }
 
     #[test]
