@@ -7,8 +7,17 @@
 //!
 //! Remote addresses start from SDP and then latch onto the source of
 //! received packets (symmetric RTP, RFC 4961), so parties behind NAT work.
-//! Once latched, packets from another source are dropped until the latched
-//! source has been silent for [`RELATCH_AFTER`].
+//!
+//! A party may change its source mid-call (RFC 3550 §8.2: a new SSRC, a new
+//! address or port after a NAT rebinding, a media server taking over, a
+//! phone's network change; fault class 15). The relay re-latches onto a new
+//! source once the latched source has been silent for [`RELATCH_SILENCE`]
+//! and the new source has sent [`RELATCH_PACKETS`] packets since the
+//! latched one was last heard. While the latched source keeps sending,
+//! packets from any other source are dropped (the RTP-bleed guard: a
+//! stranger cannot take over a live stream by spraying packets at the
+//! port). RTCP follows the same rule on its own port. The relay forwards
+//! whatever SSRC a source uses; a new SSRC alone changes nothing here.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,8 +33,14 @@ use super::g711::{Codec, transcode};
 use super::ports::PortPair;
 use super::sdp::LegCodec;
 
-/// Silence after which a latched source may be replaced by a new one.
-pub const RELATCH_AFTER: Duration = Duration::from_secs(2);
+/// Silence of the latched source after which a new source may take over
+/// (RFC 3550 §8.2; fault class 15). Longer than a few packet times (20 ms),
+/// short enough that a party that moved is heard again at once.
+pub const RELATCH_SILENCE: Duration = Duration::from_millis(250);
+
+/// Packets a new source must have sent, while the latched source is silent,
+/// before it is latched: one stray packet never moves the stream.
+pub const RELATCH_PACKETS: u32 = 3;
 
 /// A leg of the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,27 +68,49 @@ impl Side {
     }
 }
 
+/// Where one stream (RTP or RTCP) of a leg comes from and goes to.
 #[derive(Default, Clone, Copy)]
 struct Remote {
+    /// The address the party's SDP names.
     sdp: Option<SocketAddr>,
+    /// The latched source and when it was last heard.
     latched: Option<(SocketAddr, Instant)>,
+    /// Another source heard since the latched one last sent, and how many
+    /// packets it sent meanwhile.
+    candidate: Option<(SocketAddr, u32)>,
 }
 
 impl Remote {
-    /// Accepts `src` as a packet source (latching), or refuses it.
+    /// Accepts `src` as a packet source (latching, or re-latching once the
+    /// latched source is silent, see the module documentation), or refuses
+    /// it.
     fn accept(&mut self, src: SocketAddr, now: Instant) -> bool {
-        match self.latched {
-            Some((addr, _)) if addr == src => {
-                self.latched = Some((src, now));
-                true
-            }
-            Some((_, seen)) if now.duration_since(seen) < RELATCH_AFTER => false,
-            _ => {
-                self.latched = Some((src, now));
-                true
-            }
+        let Some((addr, seen)) = self.latched else {
+            self.latch(src, now);
+            return true;
+        };
+        if addr == src {
+            self.latch(src, now);
+            return true;
+        }
+        let count = match self.candidate {
+            Some((c, n)) if c == src => n.saturating_add(1),
+            _ => 1,
+        };
+        self.candidate = Some((src, count));
+        if now.saturating_duration_since(seen) >= RELATCH_SILENCE && count >= RELATCH_PACKETS {
+            self.latch(src, now);
+            true
+        } else {
+            false
         }
     }
+
+    fn latch(&mut self, src: SocketAddr, now: Instant) {
+        self.latched = Some((src, now));
+        self.candidate = None;
+    }
+
     fn target(&self) -> Option<SocketAddr> {
         self.latched.map(|(a, _)| a).or(self.sdp)
     }
@@ -149,9 +186,11 @@ impl Relay {
             let leg = &mut legs[side.idx()];
             if leg.rtp.sdp != rtp {
                 leg.rtp.latched = None;
+                leg.rtp.candidate = None;
             }
             if leg.rtcp.sdp != rtcp {
                 leg.rtcp.latched = None;
+                leg.rtcp.candidate = None;
             }
             leg.rtp.sdp = rtp;
             leg.rtcp.sdp = rtcp;
@@ -376,16 +415,83 @@ mod tests {
         assert!(!translate(&mut [1u8, 2, 3], &a, &b));
     }
 
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("addr")
+    }
+
     #[test]
     fn latching() {
         let mut r = Remote::default();
         let t0 = Instant::now();
-        let x: SocketAddr = "127.0.0.1:4000".parse().expect("addr");
-        let y: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
-        assert!(r.accept(x, t0));
-        assert!(!r.accept(y, t0 + Duration::from_millis(100)));
-        assert!(r.accept(y, t0 + RELATCH_AFTER + Duration::from_millis(1)));
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let (x, y) = (addr("127.0.0.1:4000"), addr("127.0.0.1:5000"));
+        assert!(r.accept(x, t0), "the first source latches");
+        assert!(!r.accept(y, ms(100)), "another source while x is active");
+        assert!(r.accept(x, ms(120)));
+        // x goes silent; y needs the silence and three packets.
+        assert!(!r.accept(y, ms(370)), "1 packet, x silent 250 ms");
+        assert!(!r.accept(y, ms(390)), "2 packets");
+        assert!(
+            r.accept(y, ms(410)),
+            "3 packets, x silent 290 ms: re-latched"
+        );
         assert_eq!(r.target(), Some(y));
+        // Now x is the stranger.
+        assert!(!r.accept(x, ms(420)));
+    }
+
+    #[test]
+    fn no_relatch_while_latched_source_active() {
+        // RTP bleed: a stranger sprays packets while the party talks.
+        let mut r = Remote::default();
+        let t0 = Instant::now();
+        let (x, evil) = (addr("127.0.0.1:4000"), addr("192.0.2.9:6666"));
+        assert!(r.accept(x, t0));
+        for i in 1..200u64 {
+            let now = t0 + Duration::from_millis(i * 20);
+            assert!(r.accept(x, now));
+            assert!(
+                !r.accept(evil, now + Duration::from_millis(5)),
+                "packet {i}"
+            );
+        }
+        assert_eq!(r.target(), Some(x));
+    }
+
+    #[test]
+    fn candidate_counts_only_during_silence() {
+        let mut r = Remote::default();
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let (x, y, z) = (
+            addr("127.0.0.1:4000"),
+            addr("127.0.0.1:5000"),
+            addr("127.0.0.1:6000"),
+        );
+        assert!(r.accept(x, t0));
+        assert!(!r.accept(y, ms(10)));
+        assert!(!r.accept(y, ms(20)));
+        // x speaks again: y's count starts over.
+        assert!(r.accept(x, ms(30)));
+        assert!(!r.accept(y, ms(300)));
+        assert!(!r.accept(y, ms(320)));
+        // A third source in between resets it too.
+        assert!(!r.accept(z, ms(330)));
+        assert!(!r.accept(y, ms(340)));
+        assert!(!r.accept(y, ms(360)));
+        assert!(r.accept(y, ms(380)));
+        assert_eq!(r.target(), Some(y));
+    }
+
+    #[test]
+    fn silence_alone_is_not_enough() {
+        let mut r = Remote::default();
+        let t0 = Instant::now();
+        let (x, y) = (addr("127.0.0.1:4000"), addr("127.0.0.1:5000"));
+        assert!(r.accept(x, t0));
+        assert!(!r.accept(y, t0 + Duration::from_secs(10)));
+        assert!(!r.accept(y, t0 + Duration::from_secs(11)));
+        assert!(r.accept(y, t0 + Duration::from_secs(12)));
     }
 
     #[tokio::test]
@@ -454,5 +560,69 @@ mod tests {
         drop(relay);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(pool.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn relatches_to_a_new_source_over_loopback() {
+        let pool =
+            super::super::ports::PortPool::new(42010, 42019, "127.0.0.1".parse().expect("ip"));
+        let relay = Relay::start(
+            pool.allocate().await.expect("a"),
+            pool.allocate().await.expect("b"),
+        );
+        let codec = LegCodec {
+            codec: Codec::Pcmu,
+            pt: 0,
+            te_pt: None,
+        };
+        relay.set_codec(Side::A, codec);
+        relay.set_codec(Side::B, codec);
+        let old = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let new = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let pb = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        relay.set_remote(Side::A, old.local_addr().ok(), None);
+        relay.set_remote(Side::B, pb.local_addr().ok(), None);
+        let a_port = relay.port(Side::A);
+        let b_port = relay.port(Side::B);
+        let mut buf = [0u8; 512];
+        async fn recv(s: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+            tokio::time::timeout(Duration::from_millis(300), s.recv_from(buf))
+                .await
+                .ok()
+                .and_then(Result::ok)
+        }
+        let to_a = |s: &'static str| packet(0, false, s.as_bytes());
+        // A talks from `old`; B hears it, and B's packets reach `old`.
+        old.send_to(&to_a("old1"), ("127.0.0.1", a_port))
+            .await
+            .expect("send");
+        assert!(recv(&pb, &mut buf).await.is_some());
+        pb.send_to(&to_a("b1"), ("127.0.0.1", b_port))
+            .await
+            .expect("send");
+        assert!(recv(&old, &mut buf).await.is_some());
+        // `new` while `old` was heard just now: dropped (bleed guard).
+        new.send_to(&to_a("new0"), ("127.0.0.1", a_port))
+            .await
+            .expect("send");
+        assert!(recv(&pb, &mut buf).await.is_none(), "not relayed");
+        // `old` stops; after the silence `new` needs 3 packets.
+        tokio::time::sleep(RELATCH_SILENCE).await;
+        for _ in 0..3 {
+            new.send_to(&to_a("new1"), ("127.0.0.1", a_port))
+                .await
+                .expect("send");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (n, _) = recv(&pb, &mut buf).await.expect("new source relayed");
+        assert_eq!(&buf[12..n], b"new1");
+        pb.send_to(&to_a("b2"), ("127.0.0.1", b_port))
+            .await
+            .expect("send");
+        let (n, _) = recv(&new, &mut buf)
+            .await
+            .expect("B reaches the new source");
+        assert_eq!(&buf[12..n], b"b2");
+        assert!(recv(&old, &mut buf).await.is_none(), "not the old one");
     }
 }
