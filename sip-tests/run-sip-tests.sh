@@ -16,7 +16,8 @@
 #
 # Env: MEDIATOR_BIN (default target/release/mediator, built if missing),
 #      ONLY=regex (run the matching cases), KEEP_DB=1 (keep the SQLite dir),
-#      RTP_THOUSANDS (relay ports N000-N999, default 41), BS_RTP_LOW (18000).
+#      RTP_THOUSANDS (relay ports N000-N999, default 41), BS_RTP_LOW (18000),
+#      PORT_BASE (preferred SIP/REST/media ports, see below).
 #      Ports: 127.0.0.1:5060 (Mediator), 5080 (trunk), 5070 (caller) and
 #      8089 (REST) when free, else free ports picked at start.
 set -u
@@ -68,9 +69,20 @@ if [ ! -x "$BIN" ]; then
 fi
 
 # --- ports -------------------------------------------------------------------
-PORTS=$(python3 "$HERE/freeport.py" --ip 127.0.0.1 --ip 127.0.0.2 5060 5080 5070 5072 8089 5090 4444) || abort "no free ports"
+# PORT_BASE (env, optional): prefer PORT_BASE..PORT_BASE+6 for these and
+# PORT_BASE+10/+20/+30 for the media pairs instead of the defaults, so that
+# runs side by side do not take each other's ports between two cases.
+if [ -n "${PORT_BASE:-}" ]; then
+    WANT_SIP="$PORT_BASE $((PORT_BASE + 1)) $((PORT_BASE + 2)) $((PORT_BASE + 3)) $((PORT_BASE + 4)) $((PORT_BASE + 5)) $((PORT_BASE + 6))"
+    WANT_MEDIA="$((PORT_BASE + 10)) $((PORT_BASE + 20)) $((PORT_BASE + 30))"
+else
+    WANT_SIP="5060 5080 5070 5072 8089 5090 4444" WANT_MEDIA="16000 17000 16010"
+fi
+# shellcheck disable=SC2086
+PORTS=$(python3 "$HERE/freeport.py" --ip 127.0.0.1 --ip 127.0.0.2 $WANT_SIP) || abort "no free ports"
 read -r SIP_PORT UAS_PORT UAC_PORT UAC2_PORT API_PORT BS_SIP_PORT BS_CTRL_PORT <<<"$PORTS"
-PORTS=$(python3 "$HERE/freeport.py" --pair 16000 17000 16010) || abort "no free media ports"
+# shellcheck disable=SC2086
+PORTS=$(python3 "$HERE/freeport.py" --pair $WANT_MEDIA) || abort "no free media ports"
 read -r A_MP B_MP A2_MP <<<"$PORTS"
 # Mediator's relay ports, away from the default 20000-29999: the thousand
 # ports from RTP_THOUSANDS*1000 (env, default 41; two runs side by side need
