@@ -69,11 +69,12 @@ if [ ! -x "$BIN" ]; then
 fi
 
 # --- ports -------------------------------------------------------------------
-# PORT_BASE (env, optional): prefer PORT_BASE..PORT_BASE+6 for these and
+# PORT_BASE (env, optional): prefer PORT_BASE..PORT_BASE+5 and +8 (baresip
+# takes its SIP port + 1 for TLS, so its ctrl port is not +6) for these and
 # PORT_BASE+10/+20/+30 for the media pairs instead of the defaults, so that
 # runs side by side do not take each other's ports between two cases.
 if [ -n "${PORT_BASE:-}" ]; then
-    WANT_SIP="$PORT_BASE $((PORT_BASE + 1)) $((PORT_BASE + 2)) $((PORT_BASE + 3)) $((PORT_BASE + 4)) $((PORT_BASE + 5)) $((PORT_BASE + 6))"
+    WANT_SIP="$PORT_BASE $((PORT_BASE + 1)) $((PORT_BASE + 2)) $((PORT_BASE + 3)) $((PORT_BASE + 4)) $((PORT_BASE + 5)) $((PORT_BASE + 8))"
     WANT_MEDIA="$((PORT_BASE + 10)) $((PORT_BASE + 20)) $((PORT_BASE + 30))"
 else
     WANT_SIP="5060 5080 5070 5072 8089 5090 4444" WANT_MEDIA="16000 17000 16010"
