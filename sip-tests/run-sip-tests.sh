@@ -482,6 +482,14 @@ suite() { # TRANSPORT LABEL
         run_case "$l-session-timer-422-retry" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 $SHORT TAIL=caller_bye" session_timer_422_retry "$NO_CHECKS" 0
     RETRY_CHECK="--invites 2" CDR="binding_sid=$SID_OPEN sip_status=503 $CDR_FAILED" \
         run_case "$l-session-timer-422-twice-fails" "$t" $DID_OPEN uac_final.xml "$A_FROM $PCMA_TE $MF70 CODE=503" session_timer_422_twice "$NO_CHECKS" 0
+    if [ "$l" = udp ]; then
+        RETRY_CHECK="--invites 3" CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
+            run_case "$l-redirect-target-fails-next-tried" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 $SHORT TAIL=caller_bye" redirect_next_target "$NO_CHECKS" 0
+        RETRY_CHECK="--invites 3 --digest $TRUNK_USER:$TRUNK_PASSWORD" CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
+            run_case "$l-auth-407-then-401" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 $SHORT TAIL=caller_bye" auth_407_then_401 "$NO_CHECKS" 0
+        RETRY_CHECK="--invites 3 --digest $TRUNK_USER:$TRUNK_PASSWORD" CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
+            run_case "$l-auth-stale-nonce-answered-again" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 $SHORT TAIL=caller_bye" auth_stale_nonce "$NO_CHECKS" 0
+    fi
     CDR="binding_sid=$SID_OPEN sip_status=487 hangup_side=caller $CDR_FAILED" \
         run_case "$l-cancel-before-180" "$t" $DID_OPEN uac_cancel.xml "$A_FROM 'WAIT=<recv response=\"100\" response_txn=\"invite\"/><pause milliseconds=\"200\"/>'" late_cancel "$NO_CHECKS" 0
     B_FORMATS=8 B_RTPMAPS='a=rtpmap:8 PCMA/8000' PT_TO_A=0 PT_TO_B=8 \

@@ -195,10 +195,11 @@ def with_contact(fragment, contact):
 def redirect(contact, code=302, reason="Moved Temporarily"):
     return with_contact(resp(code, reason), contact) + '<recv request="ACK"/>'
 
-def challenge(code, reason, header, nonce, algorithm="MD5", qop="auth"):
+def challenge(code, reason, header, nonce, algorithm="MD5", qop="auth", stale=False):
     """A 401/407 digest challenge (realm trunk.test) and the ACK to it."""
     q = f', qop="{qop}"' if qop else ""
-    line = f'{header}: Digest realm="trunk.test", nonce="{nonce}-[call_number]", algorithm={algorithm}{q}, opaque="op-{nonce}"'
+    st = ", stale=true" if stale else ""
+    line = f'{header}: Digest realm="trunk.test", nonce="{nonce}-[call_number]", algorithm={algorithm}{q}, opaque="op-{nonce}"{st}'
     return with_contact(resp(code, reason), line) + '<recv request="ACK"/>'
 
 def retried_invite(cseq, checks=""):
@@ -266,6 +267,27 @@ FLOWS = {
     # Accepted (the check is broken): answer, which fails the caller expecting 503.
     + '<label id="auth_accepted"/>' + resp(200, "OK", sdp=True) + '<recv request="ACK"/>'
     + '<recv request="BYE"/>' + plain_ok() + '<label id="auth_end"/>',
+    # A redirect target that fails (486) makes Mediator try the next one.
+    "redirect_next_target": redirect("Contact: <sip:first@192.0.2.51>;q=0.9, <sip:second@192.0.2.52>;q=0.5")
+    + retried_invite(2, ereg_check("^INVITE sip:first@192\\.0\\.2\\.51 SIP", "t1"))
+    + resp(486, "Busy Here", contact=False) + '<recv request="ACK"/>'
+    + retried_invite(3, ereg_check("^INVITE sip:second@192\\.0\\.2\\.52 SIP", "t2"))
+    + answered_then_bye(4),
+    # A 407 then a 401: the last INVITE carries both credentials (the
+    # proxy's kept, RFC 3261 §22.3); retries.py verifies each digest.
+    "auth_407_then_401": challenge(407, "Proxy Authentication Required", "Proxy-Authenticate", "p1")
+    + retried_invite(2, ereg_check("Digest", "pa2", header="Proxy-Authorization:"))
+    + challenge(401, "Unauthorized", "WWW-Authenticate", "w1")
+    + retried_invite(3, ereg_check("nonce=&quot;p1-", "pa3", header="Proxy-Authorization:")
+                     + ereg_check("[^-]Authorization: Digest username=&quot;trunk-user&quot;, realm=&quot;trunk.test&quot;, nonce=&quot;w1-", "wa3"))
+    + answered_then_bye(4),
+    # A second 401 that says stale=true (the nonce expired, the credentials
+    # were good, RFC 2617 §3.2.1) is answered once more, with its nonce.
+    "auth_stale_nonce": challenge(401, "Unauthorized", "WWW-Authenticate", "s1")
+    + retried_invite(2)
+    + challenge(401, "Unauthorized", "WWW-Authenticate", "s2", stale=True)
+    + retried_invite(3, ereg_check("nonce=&quot;s2-", "sn", header="Authorization:"))
+    + answered_then_bye(4),
     # sip.max_redirects = 0: the 302 is not followed (480 to the caller).
     "redirect_disabled": redirect("Contact: <sip:elsewhere@192.0.2.40>") + '<timewait milliseconds="1500"/>',
     # No credentials configured: a challenge is not answered (503).

@@ -17,9 +17,10 @@ use super::Ctx;
 use super::callerid::{Caller, caller_of, present};
 use super::legs::{
     BInvite, UDP_REQUEST_LIMIT, a_dialog, a_response, b_dialog, b_invite, cancel_for, cseq_number,
-    map_b_failure, needs_tcp, redirect_targets, retry_invite, trunk_tcp_addr,
+    map_b_failure, needs_tcp, retry_invite, trunk_tcp_addr,
 };
 use super::registry::{CallEvent, CallGuard};
+use super::retry::{Retries, Retry};
 use super::router::{CallRecord, CallRoute};
 use crate::media::MediaError;
 use crate::media::relay::{Relay, Side};
@@ -248,45 +249,6 @@ struct BLeg {
     codec: Option<LegCodec>,
     /// What the INVITE was retried for so far.
     retries: Retries,
-}
-
-/// How many times one B leg answers a 422 (RFC 4028 §7.4); each retry must
-/// also ask for a larger interval than the one before.
-const MAX_422_RETRIES: u32 = 2;
-
-/// How many times one challenge kind (401 or 407) marked `stale=true` is
-/// answered again after our credentials (RFC 2617 §3.2.1: the nonce was
-/// old, the credentials good).
-const MAX_STALE_RETRIES: u32 = 1;
-
-/// The B leg's INVITE retries (RFC 3261 §8.1.3.4 redirects, §22.2
-/// challenges, RFC 4028 §7.4 422): what is left to try and what was used.
-#[derive(Default)]
-struct Retries {
-    /// Redirect targets not tried yet, in the order they will be tried.
-    targets: Vec<Uri>,
-    /// Request-URIs already tried (a target is never tried twice).
-    tried: Vec<String>,
-    /// Redirect targets tried (bounded by `sip.max_redirects`).
-    redirects: u32,
-    /// Whether we answered a 401 / a 407 with credentials.
-    answered_401: bool,
-    answered_407: bool,
-    /// Challenges answered again because they were `stale=true`.
-    stale: u32,
-    /// 422s answered.
-    after_422: u32,
-    /// The Session-Expires of the current INVITE, seconds.
-    session_expires: u32,
-}
-
-/// What to do after a final failure response on the B leg.
-enum Retry {
-    /// Send the INVITE again (to the trunk), with this Request-URI if any and
-    /// these headers replacing their namesakes.
-    Again(Option<Uri>, Vec<Header>),
-    /// Give up: the caller gets `map_b_failure` of the response's code.
-    Fail,
 }
 
 struct InboundCall {
@@ -520,10 +482,7 @@ impl InboundCall {
             cancelled: false,
             dialog: None,
             codec: None,
-            retries: Retries {
-                session_expires: ctx.cfg.timers.session_expires,
-                ..Retries::default()
-            },
+            retries: Retries::new(ctx.cfg.timers.session_expires),
         });
         Ok(())
     }
@@ -548,128 +507,7 @@ impl InboundCall {
         });
     }
 
-    /// Decides whether B's final failure `r` is retried (RFC 3261
-    /// §8.1.3.4, §22.2; RFC 4028 §7.4) and how.
-    fn retry_for(&mut self, r: &Response, code: u16) -> Retry {
-        let cfg = &self.ctx.cfg;
-        let Some(b) = self.b_leg.as_mut() else {
-            return Retry::Fail;
-        };
-        let rt = &mut b.retries;
-        match code {
-            401 | 407 => {
-                let Some(creds) = cfg.trunk_credentials.as_ref() else {
-                    info!(
-                        status = code,
-                        "trunk challenge, but no sip.trunk_username configured"
-                    );
-                    return Retry::Fail;
-                };
-                let (challenge_name, answered) = if code == 401 {
-                    ("WWW-Authenticate", &mut rt.answered_401)
-                } else {
-                    ("Proxy-Authenticate", &mut rt.answered_407)
-                };
-                let values = crate::sip::message::header_values(r, challenge_name);
-                let challenge =
-                    match crate::sip::digest::Challenge::pick(values.iter().map(String::as_str)) {
-                        Ok(c) => c,
-                        Err(e) => {
-                            warn!(status = code, error = %e, "trunk challenge cannot be answered");
-                            return Retry::Fail;
-                        }
-                    };
-                if *answered {
-                    if !challenge.stale || rt.stale >= MAX_STALE_RETRIES {
-                        info!(status = code, "trunk refused our credentials");
-                        return Retry::Fail;
-                    }
-                    rt.stale += 1;
-                }
-                *answered = true;
-                let uri = b.invite.uri.to_string();
-                let value = challenge.authorization(&crate::sip::digest::DigestInput {
-                    username: &creds.username,
-                    password: creds.password.expose(),
-                    method: "INVITE",
-                    uri: &uri,
-                    body: &b.invite.body,
-                });
-                info!(status = code, realm = %challenge.realm, algorithm = challenge.algorithm.token(), "answering the trunk's challenge");
-                let header = if code == 401 {
-                    Header::Authorization(value.into())
-                } else {
-                    Header::ProxyAuthorization(value.into())
-                };
-                Retry::Again(None, vec![header])
-            }
-            422 => {
-                let asked = rt.session_expires;
-                match super::session_timer::after_422(r, asked) {
-                    Some(larger) if rt.after_422 < MAX_422_RETRIES => {
-                        rt.after_422 += 1;
-                        rt.session_expires = larger;
-                        info!(
-                            asked,
-                            min_se = larger,
-                            "422 from the trunk: retrying with its Min-SE"
-                        );
-                        Retry::Again(
-                            None,
-                            vec![
-                                Header::Other("Session-Expires".into(), larger.to_string()),
-                                Header::Other("Min-SE".into(), larger.to_string()),
-                            ],
-                        )
-                    }
-                    _ => {
-                        info!(asked, "422 from the trunk without a larger Min-SE");
-                        Retry::Fail
-                    }
-                }
-            }
-            300..=599 => {
-                if (300..=302).contains(&code) {
-                    // A newer redirect's Contacts go before the older ones left.
-                    let mut fresh: Vec<Uri> = redirect_targets(r)
-                        .into_iter()
-                        .filter(|u| {
-                            let s = u.to_string();
-                            !rt.tried.contains(&s) && !rt.targets.iter().any(|t| t.to_string() == s)
-                        })
-                        .collect();
-                    fresh.append(&mut rt.targets);
-                    rt.targets = fresh;
-                } else if code < 400 || rt.redirects == 0 {
-                    // 305, 380 and others: not followed; a failure of the
-                    // first Request-URI is the callee's answer.
-                    return Retry::Fail;
-                }
-                if rt.targets.is_empty() {
-                    return Retry::Fail;
-                }
-                if rt.redirects >= cfg.max_redirects {
-                    info!(
-                        status = code,
-                        max = cfg.max_redirects,
-                        "redirect limit reached"
-                    );
-                    return Retry::Fail;
-                }
-                let next = rt.targets.remove(0);
-                rt.redirects += 1;
-                rt.tried.push(next.to_string());
-                // A new target may challenge again.
-                rt.answered_401 = false;
-                rt.answered_407 = false;
-                info!(status = code, target = %next, "following the redirect");
-                Retry::Again(Some(next), vec![])
-            }
-            _ => Retry::Fail,
-        }
-    }
-
-    /// Sends the B leg's INVITE again after a failure (see [`Self::retry_for`]),
+    /// Sends the B leg's INVITE again after a failure (see [`Retries::next`]),
     /// through the same connection to the trunk, our outbound proxy (also
     /// when the Request-URI is a redirect's Contact).
     async fn send_b_retry(
@@ -876,7 +714,7 @@ impl InboundCall {
                 .b_leg
                 .as_ref()
                 .map_or(self.ctx.cfg.timers.session_expires, |b| {
-                    b.retries.session_expires
+                    b.retries.session_expires()
                 });
             self.b_clock.arm(super::session_timer::as_uac(&r, asked));
             self.respond_a(200, self.a_answer.clone());
@@ -887,7 +725,7 @@ impl InboundCall {
             return Flow::Done;
         }
         if !b.cancelled && !b.cancel_pending && self.a_final.is_none() {
-            match self.retry_for(&r, code) {
+            match b.retries.next(&self.ctx.cfg, &b.invite, &r) {
                 Retry::Again(ruri, headers) => match self.send_b_retry(ruri, headers).await {
                     Ok(()) => return Flow::Continue,
                     Err(e) => {

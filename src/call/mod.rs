@@ -9,6 +9,7 @@ pub mod session_timer;
 
 mod binding;
 mod registry;
+pub mod retry;
 #[cfg(test)]
 mod tests;
 
