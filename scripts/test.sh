@@ -5,9 +5,11 @@
 # binary between SIPp callers and callees, and one call from baresip;
 # sip-tests/tcp-framing/run.sh: TCP framing and large messages with a
 # scripted user agent), the hostile-input test (sip-tests/torture/run.sh:
-# RFC 4475 during a call), and an RTP source change mid-call
+# RFC 4475 during a call), an RTP source change mid-call
 # (sip-tests/rtp-change/run.sh: scripted caller and callee, Python standard
-# library only; ports 35000-35999). The two cargo-fuzz targets run briefly
+# library only; ports 35000-35999), and the operations test
+# (sip-tests/ops/run.sh: callbacks to a real HTTP receiver, JSON logs,
+# metrics). The two cargo-fuzz targets run briefly
 # (scripts/fuzz.sh, FUZZ_SECONDS each, default 30) at low priority beside the
 # SIP tests, and their committed corpora are replayed by cargo test; long
 # fuzz runs are recorded in docs/robustness.md.
@@ -125,6 +127,9 @@ MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/torture/run.sh
 
 log "RTP source change mid-call, RTP bleed guard (sip-tests/rtp-change/run.sh; ports 35000-35999)"
 MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/rtp-change/run.sh
+
+log "operations: callbacks, calls API, JSON logs, metrics (sip-tests/ops/run.sh)"
+MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/ops/run.sh
 
 log "fuzz targets: scripts/fuzz.sh (started above)"
 if wait "$FUZZ_PID"; then

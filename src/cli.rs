@@ -20,6 +20,10 @@ pub struct Cli {
     /// MEDIATOR_<SECTION>_<KEY>.
     #[arg(long, global = true, default_value = "config/mediator.toml")]
     pub config: PathBuf,
+    /// Log line format, `text` or `json`; overrides the config's
+    /// `[log] format`.
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
     /// What to do; `serve` when left out.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -59,6 +63,27 @@ pub enum AccountCommand {
         /// A permission, e.g. hide_origination_did; repeat for more.
         #[arg(long = "permission")]
         permissions: Vec<String>,
+    },
+    /// Set, show or remove an account's callback URL (where call detail
+    /// records are POSTed) and its signing secret. With no option it shows
+    /// them. Prints `URL<TAB>SECRET`.
+    Callback {
+        /// Login of the account.
+        #[arg(long)]
+        login: String,
+        /// The callback URL (http:// or https://).
+        #[arg(long, conflicts_with = "clear")]
+        url: Option<String>,
+        /// The signing secret; without it a new account gets a random one
+        /// and an account that has one keeps it.
+        #[arg(long, env = "MEDIATOR_CALLBACK_SECRET", conflicts_with = "clear")]
+        secret: Option<String>,
+        /// Make a new random secret.
+        #[arg(long, conflicts_with_all = ["secret", "clear"])]
+        new_secret: bool,
+        /// Remove the callback URL (records are no longer sent).
+        #[arg(long)]
+        clear: bool,
     },
     /// List accounts.
     List,
@@ -103,7 +128,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", crate::api::openapi::document_text());
         return Ok(());
     }
-    let config = Config::load(&cli.config, std::env::vars())?;
+    let config = match Config::load(&cli.config, std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::logging::init(log_format(cli.log_format.as_deref(), ""), false);
+            return Err(e.into());
+        }
+    };
+    crate::logging::init(
+        log_format(cli.log_format.as_deref(), &config.log.format),
+        config.log.mask_numbers,
+    );
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => server::serve(config).await,
         Command::CheckConfig => {
@@ -114,6 +149,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Did(cmd) => did(&config, cmd).await,
         Command::Openapi => Ok(()),
     }
+}
+
+/// The log format: the command line's, else the config's, else text.
+fn log_format(flag: Option<&str>, config: &str) -> crate::logging::Format {
+    flag.and_then(crate::logging::Format::parse)
+        .or_else(|| crate::logging::Format::parse(config))
+        .unwrap_or(crate::logging::Format::Text)
 }
 
 async fn account(config: &Config, cmd: AccountCommand) -> anyhow::Result<()> {
@@ -141,6 +183,39 @@ async fn account(config: &Config, cmd: AccountCommand) -> anyhow::Result<()> {
                 .upsert_account(&name, &login, &password, &permissions)
                 .await?;
             println!("{}\t{}\t{}", a.account_sid, a.login, a.name);
+        }
+        AccountCommand::Callback {
+            login,
+            url,
+            secret,
+            new_secret,
+            clear,
+        } => {
+            let (old_url, old_secret) = match store.callback_of(&login).await {
+                Err(StoreError::NotFound) => bail!("no account with login {login}"),
+                other => other?,
+            };
+            let changes = url.is_some() || secret.is_some() || new_secret || clear;
+            if changes {
+                if let Some(u) = &url
+                    && !(u.starts_with("http://") || u.starts_with("https://"))
+                {
+                    bail!("--url must start with http:// or https://");
+                }
+                let secret = match secret {
+                    Some(s) => Some(s),
+                    None if new_secret || old_secret.is_none() => {
+                        Some(crate::callbacks::new_secret())
+                    }
+                    None => None,
+                };
+                let url = if clear { None } else { url.or(old_url) };
+                store
+                    .set_callback(&login, url.as_deref(), secret.as_deref())
+                    .await?;
+            }
+            let (u, s) = store.callback_of(&login).await?;
+            println!("{}\t{}", u.unwrap_or_default(), s.unwrap_or_default());
         }
         AccountCommand::List => {
             for a in store.all_accounts().await? {

@@ -72,9 +72,103 @@ pub struct Config {
     /// `[bindings]`: binding housekeeping.
     #[serde(default)]
     pub bindings: BindingsConfig,
+    /// `[callbacks]`: delivery of call detail records to accounts'
+    /// callback URLs.
+    #[serde(default)]
+    pub callbacks: CallbacksConfig,
+    /// `[metrics]`: the Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// `[log]`: log format and masking.
+    #[serde(default)]
+    pub log: LogConfig,
     /// `[[accounts]]`: accounts seeded (created or updated) at start.
     #[serde(default)]
     pub accounts: Vec<AccountSeed>,
+}
+
+/// `[callbacks]` section: how call detail records are delivered (see
+/// `docs/operations.md`, "Callbacks").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbacksConfig {
+    /// How long a record is retried after it was written, in seconds; then
+    /// it is given up (kept in the outbox with `failed_at`).
+    #[serde(default = "default_retry_for_secs")]
+    pub retry_for_secs: u64,
+    /// Wait before the first retry, in milliseconds; it doubles with each
+    /// failed attempt.
+    #[serde(default = "default_initial_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    /// The longest wait between two attempts, in seconds.
+    #[serde(default = "default_max_backoff_secs")]
+    pub max_backoff_secs: u64,
+    /// Time limit of one POST (connect, send, answer), in seconds.
+    #[serde(default = "default_callback_timeout_secs")]
+    pub timeout_secs: u64,
+    /// How often the outbox is polled for due retries (and for records
+    /// written by other nodes), in milliseconds.
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+    /// Most deliveries in flight at once per node.
+    #[serde(default = "default_callback_concurrency")]
+    pub concurrency: u32,
+}
+
+fn default_retry_for_secs() -> u64 {
+    86_400
+}
+fn default_initial_backoff_ms() -> u64 {
+    1000
+}
+fn default_max_backoff_secs() -> u64 {
+    300
+}
+fn default_callback_timeout_secs() -> u64 {
+    10
+}
+fn default_poll_ms() -> u64 {
+    1000
+}
+fn default_callback_concurrency() -> u32 {
+    16
+}
+
+impl Default for CallbacksConfig {
+    fn default() -> Self {
+        Self {
+            retry_for_secs: default_retry_for_secs(),
+            initial_backoff_ms: default_initial_backoff_ms(),
+            max_backoff_secs: default_max_backoff_secs(),
+            timeout_secs: default_callback_timeout_secs(),
+            poll_ms: default_poll_ms(),
+            concurrency: default_callback_concurrency(),
+        }
+    }
+}
+
+/// `[metrics]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A separate listener for `/metrics`, `/healthz` and `/readyz`,
+    /// `IP:PORT`; empty: they are served on the API listener only.
+    #[serde(default)]
+    pub listen: String,
+}
+
+/// `[log]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (human-readable, the default) or `json` (one object a line);
+    /// `--log-format` overrides it.
+    #[serde(default)]
+    pub format: String,
+    /// Mask phone numbers in log lines (`+1555***4567`): every run of 7 to
+    /// 15 digits keeps its first and last digits only.
+    #[serde(default)]
+    pub mask_numbers: bool,
 }
 
 /// `[api]` section.
@@ -317,6 +411,14 @@ pub struct AccountSeed {
     /// Permissions, e.g. `hide_origination_did`.
     #[serde(default)]
     pub permissions: Vec<String>,
+    /// Where call detail records are POSTed (`http://` or `https://`);
+    /// unset: the stored value (from `mediator account callback`) stays.
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    /// The secret deliveries are signed with (HMAC-SHA256); unset: the
+    /// stored one stays, or a random one is made.
+    #[serde(default)]
+    pub callback_secret: Option<String>,
 }
 
 /// Permissions an account may hold (config `permissions`).
@@ -434,6 +536,33 @@ impl Config {
             ));
         }
         parse_port_range(&self.media.rtp_ports).map_err(|p| invalid("media.rtp_ports", p))?;
+        if !self.metrics.listen.is_empty() {
+            self.metrics.listen.parse::<SocketAddr>().map_err(|e| {
+                invalid(
+                    "metrics.listen",
+                    format!("`{}` is not IP:PORT ({e})", self.metrics.listen),
+                )
+            })?;
+        }
+        if !matches!(self.log.format.as_str(), "" | "text" | "json") {
+            return Err(invalid("log.format", "must be `text` or `json`"));
+        }
+        if self.callbacks.initial_backoff_ms == 0 || self.callbacks.concurrency == 0 {
+            return Err(invalid(
+                "callbacks",
+                "initial_backoff_ms and concurrency must be at least 1",
+            ));
+        }
+        for (i, a) in self.accounts.iter().enumerate() {
+            if let Some(u) = &a.callback_url
+                && !(u.is_empty() || u.starts_with("http://") || u.starts_with("https://"))
+            {
+                return Err(invalid(
+                    format!("accounts[{i}].callback_url"),
+                    "must start with http:// or https://",
+                ));
+            }
+        }
         for (i, net) in self.media.audio_fetch_allow.iter().enumerate() {
             parse_net(net).map_err(|p| invalid(format!("media.audio_fetch_allow[{i}]"), p))?;
         }
@@ -498,7 +627,16 @@ fn apply_env(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
-    const SECTIONS: &[&str] = &["api", "sip", "media", "database", "bindings"];
+    const SECTIONS: &[&str] = &[
+        "api",
+        "sip",
+        "media",
+        "database",
+        "bindings",
+        "callbacks",
+        "metrics",
+        "log",
+    ];
     for (name, value) in env {
         let Some(rest) = name.strip_prefix("MEDIATOR_") else {
             continue;

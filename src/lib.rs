@@ -11,10 +11,13 @@
 
 pub mod api;
 pub mod call;
+pub mod callbacks;
 pub mod cli;
 pub mod config;
 pub mod hostile;
+pub mod logging;
 pub mod media;
+pub mod metrics;
 pub mod model;
 pub mod routing;
 pub mod scheduler;

@@ -73,6 +73,7 @@ impl CallRouter for StoreRouter {
     }
 
     async fn record_call(&self, r: CallRecord) -> Result<(), RouterError> {
+        crate::metrics::call_recorded(r.sip_status);
         let detail = CallDetail {
             binding_sid: r.binding_sid,
             kind: "binding".into(),
@@ -88,9 +89,8 @@ impl CallRouter for StoreRouter {
             hangup_side: r.hangup_side,
         };
         self.store
-            .insert_call(&detail)
+            .insert_call_as(&r.call_sid, &detail)
             .await
-            .map(|_| ())
             .map_err(router_error)
     }
 }

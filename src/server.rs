@@ -62,6 +62,23 @@ pub async fn seed_accounts(store: &Store, seeds: &[AccountSeed]) -> anyhow::Resu
                 .await
                 .with_context(|| format!("account {}: cannot add DID {did}", seed.login))?;
         }
+        if seed.callback_url.is_some() || seed.callback_secret.is_some() {
+            let (url, secret) = store.callback_of(&seed.login).await?;
+            let url = match &seed.callback_url {
+                Some(u) if u.is_empty() => None,
+                Some(u) => Some(u.clone()),
+                None => url,
+            };
+            let secret = seed
+                .callback_secret
+                .clone()
+                .or(secret)
+                .unwrap_or_else(crate::callbacks::new_secret);
+            store
+                .set_callback(&seed.login, url.as_deref(), Some(&secret))
+                .await
+                .with_context(|| format!("account {}: cannot set its callback", seed.login))?;
+        }
     }
     Ok(())
 }
@@ -76,6 +93,7 @@ pub struct Running {
     sip_shutdown: CancellationToken,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    sip_ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Running {
@@ -88,6 +106,8 @@ impl Running {
     /// until they end or `sip.drain_secs` pass; then the REST listener and
     /// the tasks stop, waiting for requests in flight.
     pub async fn shutdown(self) {
+        self.sip_ready
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         self.sip_shutdown.cancel();
         self.sip.stopped().await;
         let _ = self.shutdown.send(true);
@@ -128,6 +148,8 @@ fn call_config(config: &Config) -> anyhow::Result<(SipConfig, MediaConfig)> {
 /// Starts everything the config asks for and returns once listening.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
     phone::warm_up();
+    crate::callbacks::install_crypto_provider();
+    let _ = crate::metrics::handle();
     let store = open_store(config).await?;
     seed_accounts(&store, &config.accounts).await?;
     let state = AppState::new(
@@ -141,6 +163,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let api_addr = listener.local_addr()?;
     let (tx, rx) = watch::channel(false);
     let mut api_rx = rx.clone();
+    let sip_ready = state.sip_ready.clone();
+    let ops_state = state.clone();
     let app = api::router(state);
     let api_task = tokio::spawn(async move {
         let stop = async move {
@@ -162,6 +186,34 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         Duration::from_secs(config.bindings.expiry_sweep_secs),
         rx,
     ));
+    let mut tasks = vec![api_task, sweep];
+    if !config.metrics.listen.is_empty() {
+        let ops = tokio::net::TcpListener::bind(&config.metrics.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on metrics.listen = {}",
+                    config.metrics.listen
+                )
+            })?;
+        let mut ops_rx = tx.subscribe();
+        let app = api::ops_router(ops_state);
+        tasks.push(tokio::spawn(async move {
+            let stop = async move {
+                while !*ops_rx.borrow() {
+                    if ops_rx.changed().await.is_err() {
+                        break;
+                    }
+                }
+            };
+            if let Err(e) = axum::serve(ops, app).with_graceful_shutdown(stop).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        }));
+    }
+    let deliverer = crate::callbacks::Deliverer::new(store.clone(), config.callbacks.clone())
+        .context("cannot start callback delivery")?;
+    tasks.push(tokio::spawn(Arc::new(deliverer).run(tx.subscribe())));
     let (sip_config, media_config) = call_config(config)?;
     let sip_shutdown = CancellationToken::new();
     let sip = match crate::call::start(
@@ -178,6 +230,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             return Err(anyhow::Error::new(e).context("cannot start SIP"));
         }
     };
+    sip_ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    crate::metrics::set_gauge_source(sip.gauges());
     tracing::info!(
         api = %api_addr,
         sip = %config.sip.listen.join(","),
@@ -190,7 +244,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         sip,
         sip_shutdown,
         shutdown: tx,
-        tasks: vec![api_task, sweep],
+        tasks,
+        sip_ready,
     })
 }
 

@@ -17,6 +17,8 @@ fn ten_did_account() -> Vec<AccountSeed> {
         password: "busy-pw".into(),
         dids: (0..10).map(|i| format!("1516206{:04}", 5500 + i)).collect(),
         permissions: vec![],
+        callback_url: None,
+        callback_secret: None,
     }]
 }
 

@@ -157,6 +157,9 @@ fn shipped_config_runs_with_environment_overrides_and_stops_on_sigterm() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
+        // reqwest is built without a default TLS provider (the server
+        // installs ring's; this process has no server).
+        mediator::callbacks::install_crypto_provider();
         let res = reqwest::Client::new()
             .get(format!("http://{addr}/mediator/v1/dids"))
             .basic_auth("demo", Some("demo-password"))
@@ -182,4 +185,64 @@ fn shipped_config_runs_with_environment_overrides_and_stops_on_sigterm() {
         assert!(Instant::now() < deadline, "did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn account_callback_sets_shows_and_clears_url_and_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cli.db").display());
+    let add = [
+        "account",
+        "add",
+        "--login",
+        "erin",
+        "--name",
+        "Erin",
+        "--password",
+        "pw",
+    ];
+    assert!(run(&add, &db).0);
+    // Nothing set yet.
+    let (ok, out, err) = run(&["account", "callback", "--login", "erin"], &db);
+    assert!(ok, "{err}");
+    assert_eq!(out, "\t\n");
+    // A URL without a secret gets a random one (64 hex digits).
+    let set = [
+        "account",
+        "callback",
+        "--login",
+        "erin",
+        "--url",
+        "https://app.example/cdr",
+    ];
+    let (ok, out, err) = run(&set, &db);
+    assert!(ok, "{err}");
+    let (url, secret) = out.trim_end().split_once('\t').unwrap();
+    assert_eq!(url, "https://app.example/cdr");
+    assert_eq!(secret.len(), 64);
+    assert!(secret.chars().all(|c| c.is_ascii_hexdigit()));
+    // Changing the URL keeps the secret; --secret sets it.
+    let (_, out, _) = run(&set, &db);
+    assert_eq!(out.trim_end(), format!("https://app.example/cdr\t{secret}"));
+    let (_, out, _) = run(
+        &["account", "callback", "--login", "erin", "--secret", "k3y"],
+        &db,
+    );
+    assert_eq!(out.trim_end(), "https://app.example/cdr\tk3y");
+    // --new-secret replaces it; --clear removes the URL.
+    let (_, out, _) = run(
+        &["account", "callback", "--login", "erin", "--new-secret"],
+        &db,
+    );
+    assert!(!out.contains("k3y") && out.starts_with("https://app.example/cdr\t"));
+    let (_, out, _) = run(&["account", "callback", "--login", "erin", "--clear"], &db);
+    assert!(out.starts_with('\t'), "{out}");
+    // Refusals: bad URL, unknown login.
+    let (ok, _, err) = run(
+        &["account", "callback", "--login", "erin", "--url", "ftp://x"],
+        &db,
+    );
+    assert!(!ok && err.contains("--url"), "{err}");
+    let (ok, _, err) = run(&["account", "callback", "--login", "nobody"], &db);
+    assert!(!ok && err.contains("no account"), "{err}");
 }

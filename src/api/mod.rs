@@ -10,6 +10,8 @@ pub mod params;
 pub mod resources;
 pub mod respond;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -34,6 +36,9 @@ pub struct AppState {
     pub auth: Authenticator,
     /// `api.public_url`, for pagination links.
     pub public_url: String,
+    /// Whether SIP is listening (set once SIP started, cleared when it
+    /// stops), for `/readyz`.
+    pub sip_ready: Arc<AtomicBool>,
 }
 
 impl AppState {
@@ -44,6 +49,7 @@ impl AppState {
             auth: Authenticator::new(store.clone(), Duration::from_secs(auth_cache_secs)),
             store,
             public_url,
+            sip_ready: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -54,6 +60,48 @@ async fn no_route() -> ApiError {
 
 async fn wrong_method() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+/// `GET /healthz`: 200 while the process runs.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`: 200 when the store answers and SIP is listening, else
+/// 503 saying which is not.
+async fn readyz(
+    axum::extract::State(st): axum::extract::State<AppState>,
+) -> (axum::http::StatusCode, String) {
+    let store = st.store.ping().await.is_ok();
+    let sip = st.sip_ready.load(Ordering::SeqCst);
+    let code = if store && sip {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    let word = |ok| if ok { "ok" } else { "down" };
+    (code, format!("store {}\nsip {}\n", word(store), word(sip)))
+}
+
+/// `GET /metrics`: the Prometheus text format (version 0.0.4).
+async fn metrics() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
+}
+
+/// `/metrics`, `/healthz` and `/readyz` alone, for the separate listener
+/// of `[metrics] listen`.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
 }
 
 /// The API's router.
@@ -79,9 +127,15 @@ pub fn router(state: AppState) -> Router {
                 .put(r::put_dialout)
                 .delete(r::delete_dialout),
         )
-        .route("/openapi.json", get(openapi::serve));
+        .route("/calls", get(r::list_calls))
+        .route("/calls/{sid}", get(r::get_call))
+        .route("/openapi.json", get(openapi::serve))
+        .route_layer(axum::middleware::from_fn(crate::metrics::track_api));
     Router::new()
         .nest(BASE, v1)
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))

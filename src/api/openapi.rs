@@ -261,6 +261,22 @@ pub fn document() -> Value {
         DIALOUT_FIELDS,
         &[("attributes", attrs.clone()), ("delay", int.clone())],
     );
+    let call = object_schema(
+        crate::model::call::FIELDS,
+        &[
+            ("account_sid", nullable.clone()),
+            (
+                "attributes",
+                json!({"type": "object", "additionalProperties": true}),
+            ),
+            ("date_talk", nullable.clone()),
+            ("dtmf", nullable.clone()),
+            ("duration", int.clone()),
+            ("hangup_side", nullable.clone()),
+            ("reference_sid", nullable.clone()),
+            ("sip_status", int.clone()),
+        ],
+    );
     let binding_input = json!({"type": "object", "additionalProperties": false, "properties": {
         "attributes": attrs, "destination_did": {"type": "string"}, "dtmf": {"type": ["string", "null"], "pattern": "^[0-9*#A-Da-d,]*$"},
         "maximum_ttl": int_or_string, "name": {"type": ["string", "null"]}, "origination_did": {"type": ["string", "null"]},
@@ -328,6 +344,18 @@ pub fn document() -> Value {
     );
     paths.insert("/dialouts/{sid}".into(), member("dialout", "Dialout", true));
     paths.insert(
+        "/calls".into(),
+        collection(
+            "List call detail records, by date_stop (an extension)",
+            "Call",
+            None,
+        ),
+    );
+    paths.insert(
+        "/calls/{sid}".into(),
+        member("call detail record", "Call", false),
+    );
+    paths.insert(
         "/openapi.json".into(),
         json!({"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "The OpenAPI document"}}}}),
     );
@@ -348,6 +376,7 @@ pub fn document() -> Value {
                 "BindingInput": binding_input,
                 "Dialout": dialout,
                 "DialoutInput": dialout_input,
+                "Call": call,
                 "Error": error,
             }
         },

@@ -475,3 +475,53 @@ pub async fn delete_dialout(
         .map_err(map_nf("dialout"))?;
     Ok(no_content())
 }
+
+// ----- calls (an extension: docs/api.md, "Calls") -----
+
+/// GET /calls: the account's call detail records, by `date_stop` unless
+/// `order` says otherwise.
+pub async fn list_calls(
+    State(st): State<AppState>,
+    Caller(acc): Caller,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Response, ApiError> {
+    let req = ListReq {
+        params: Params::parse(raw.as_deref())?,
+        headers,
+        uri,
+    };
+    let store = st.store.clone();
+    list_response(
+        &st,
+        req,
+        crate::model::call::FIELDS,
+        async |q| {
+            let mut q = q.clone();
+            if q.order.is_none() {
+                q.order = Some(("date_stop".into(), false));
+            }
+            store.list_calls(&acc.account_sid, &q).await
+        },
+        crate::model::call::Call::to_json,
+        |c| c.call_sid.clone(),
+    )
+    .await
+}
+
+/// GET /calls/{call_sid}
+pub async fn get_call(
+    State(st): State<AppState>,
+    Caller(acc): Caller,
+    Path(sid): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(raw.as_deref())?;
+    let c = st
+        .store
+        .get_call(&acc.account_sid, &sid)
+        .await
+        .map_err(map_nf("call"))?;
+    one(&params, crate::model::call::FIELDS, c.to_json())
+}

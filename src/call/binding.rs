@@ -70,11 +70,21 @@ pub(crate) fn drive(mut tx: Transaction) {
 /// rejections) runs boxed and the call's state is boxed, so the task holds
 /// only what an established call needs.
 pub(crate) async fn handle_invite(ctx: Arc<Ctx>, tx: Box<Transaction>) {
-    let Some(mut call) = Box::pin(admit(ctx, tx)).await else {
-        return;
-    };
-    call.run().await;
-    call.record().await;
+    // The call's SID: on every log line of the call (span `call`) and the
+    // SID of its detail record.
+    let sid = crate::model::new_sid();
+    let span = tracing::info_span!("call", call_sid = %sid);
+    tracing::Instrument::instrument(
+        async move {
+            let Some(mut call) = Box::pin(admit(ctx, tx)).await else {
+                return;
+            };
+            call.run().await;
+            call.record(sid).await;
+        },
+        span,
+    )
+    .await
 }
 
 /// Checks a new INVITE (draining, trusted source, Max-Forwards, Require,
@@ -210,6 +220,7 @@ async fn admit(ctx: Arc<Ctx>, tx: Box<Transaction>) -> Option<Box<InboundCall>> 
         events_tx,
         guard,
         started: Utc::now(),
+        setup: crate::metrics::SetupTimer::start(),
         answered: None,
         stopped: None,
         route: None,
@@ -261,6 +272,7 @@ struct InboundCall {
     events_tx: UnboundedSender<CallEvent>,
     guard: CallGuard,
     started: DateTime<Utc>,
+    setup: crate::metrics::SetupTimer,
     answered: Option<DateTime<Utc>>,
     stopped: Option<DateTime<Utc>>,
     route: Option<CallRoute>,
@@ -642,6 +654,7 @@ impl InboundCall {
     /// Handles a response on the B leg while it is being set up.
     async fn on_b_response(&mut self, r: Response) -> Flow {
         let code = code_of(&r);
+        self.setup.b_response(code);
         let Some(b) = self.b_leg.as_mut() else {
             return Flow::Done;
         };
@@ -830,8 +843,8 @@ impl InboundCall {
         }
     }
 
-    /// Hands the call record to the router.
-    async fn record(&mut self) {
+    /// Hands the call record, as `call_sid`, to the router.
+    async fn record(&mut self, call_sid: String) {
         let stop = self.stopped.unwrap_or_else(Utc::now);
         let duration = self
             .answered
@@ -846,6 +859,7 @@ impl InboundCall {
         }
         self.relay = None; // ports back to the pool
         let record = CallRecord {
+            call_sid,
             binding_sid: self.route.as_ref().map(|r| r.binding_sid.clone()),
             number_src: self.caller.number.clone().unwrap_or_default(),
             number_dst: self

@@ -65,6 +65,12 @@ impl SipHandle {
         self.ctx.pool.in_use()
     }
 
+    /// A reader of (active calls, RTP port pairs in use) for the metrics.
+    pub fn gauges(&self) -> impl Fn() -> (usize, usize) + Send + Sync + 'static {
+        let ctx = self.ctx.clone();
+        move || (ctx.registry.active(), ctx.pool.in_use())
+    }
+
     /// Waits until the core has stopped: after the shutdown signal, when
     /// every call has ended or the drain time has passed.
     pub async fn stopped(self) {

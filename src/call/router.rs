@@ -29,6 +29,8 @@ pub struct CallRoute {
 /// One finished (or failed) inbound call, for the call log.
 #[derive(Debug, Clone)]
 pub struct CallRecord {
+    /// The call's SID (on its log lines; the record is stored under it).
+    pub call_sid: String,
     /// The binding that routed the call; `None` when none matched.
     pub binding_sid: Option<String>,
     /// Caller number (E.164 digits), empty when unknown.

@@ -8,6 +8,7 @@
 pub mod account;
 pub mod attributes;
 pub mod binding;
+pub mod call;
 pub mod dialout;
 pub mod did;
 pub mod input;

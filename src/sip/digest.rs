@@ -13,7 +13,6 @@
 //! `nc` in decimal, so Mediator has its own.
 
 use md5::Digest as _;
-use sha2::Digest as _;
 
 /// Why a challenge cannot be answered.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -4,9 +4,11 @@
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
+use super::list::{FieldSpec, Kind, ListQuery, ListSpec, Page};
 use super::{BINDING_LIVE, Result, Store, StoreError};
 use crate::model::binding::Binding;
-use crate::model::new_sid;
+use crate::model::call::Call;
+use crate::model::{new_sid, now_ms};
 
 /// A finished call, as stored in `calls`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,8 +200,57 @@ impl Store {
     /// reached; any other database error.
     pub async fn insert_call(&self, call: &CallDetail) -> Result<String> {
         let sid = new_sid();
-        self.call_recorder.record(sid.clone(), call.clone()).await?;
+        self.insert_call_as(&sid, call).await?;
         Ok(sid)
+    }
+
+    /// Stores a call detail record under `sid` (the SID call control gave
+    /// the call when it began, so that its log lines carry it). With the
+    /// record, in the same transaction: the DTMF and attributes of the
+    /// binding or dialout it followed, and a row of the callback outbox
+    /// when its account has a `callback_url` (see [`crate::callbacks`]).
+    ///
+    /// Errors: as [`Store::insert_call`]; a SID already stored is a
+    /// database error.
+    pub async fn insert_call_as(&self, sid: &str, call: &CallDetail) -> Result<()> {
+        self.call_recorder
+            .record(sid.to_string(), call.clone())
+            .await?;
+        self.outbox_notify.notify_one();
+        Ok(())
+    }
+
+    /// The account's call detail records, a page of them (calls API).
+    pub async fn list_calls(&self, account_sid: &str, q: &ListQuery) -> Result<Page<Call>> {
+        self.run_list(&LIST, account_sid, now_ms(), q, map_call)
+            .await
+    }
+
+    /// One call detail record of the account.
+    ///
+    /// Errors: [`StoreError::NotFound`] when the account has no record with
+    /// this SID.
+    pub async fn get_call(&self, account_sid: &str, call_sid: &str) -> Result<Call> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CALL_COLUMNS} FROM calls c WHERE c.account_sid = $1 AND c.call_sid = $2"
+        )))
+        .bind(account_sid)
+        .bind(call_sid)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        map_call(&row)
+    }
+
+    /// Any call detail record by SID, whatever its account (callbacks).
+    pub(crate) async fn call_by_sid(&self, call_sid: &str) -> Result<Option<Call>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CALL_COLUMNS} FROM calls c WHERE c.call_sid = $1"
+        )))
+        .bind(call_sid)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(map_call).transpose()
     }
 
     /// The call detail records of a binding, oldest first (for tests and
@@ -232,6 +283,70 @@ impl Store {
             .collect()
     }
 }
+
+/// Columns a [`Call`] is read from (table alias `c`).
+const CALL_COLUMNS: &str = "c.call_sid, c.account_sid, c.binding_sid, c.type, c.direction, c.number_src, \
+     c.number_dst, c.number_redirect, c.date_start, c.date_answer, c.date_stop, c.duration, c.sip_status, \
+     c.hangup_side, c.dtmf, c.attributes";
+
+fn map_call(r: &AnyRow) -> Result<Call> {
+    Ok(Call {
+        call_sid: r.try_get("call_sid")?,
+        account_sid: r.try_get("account_sid")?,
+        reference_sid: r.try_get("binding_sid")?,
+        kind: r.try_get("type")?,
+        direction: r.try_get("direction")?,
+        number_src: r.try_get("number_src")?,
+        number_dst: r.try_get("number_dst")?,
+        number_redirect: r.try_get("number_redirect")?,
+        date_start: r.try_get("date_start")?,
+        date_talk: r.try_get("date_answer")?,
+        date_stop: r.try_get("date_stop")?,
+        duration: r.try_get("duration")?,
+        dtmf: r.try_get("dtmf")?,
+        sip_status: u16::try_from(r.try_get::<i32, _>("sip_status")?).unwrap_or(0),
+        hangup_side: r.try_get("hangup_side")?,
+        attributes: super::json_map(r, "attributes")?,
+    })
+}
+
+const fn field(name: &'static str, expr: &'static str, kind: Kind, nullable: bool) -> FieldSpec {
+    FieldSpec {
+        name,
+        expr,
+        kind,
+        nullable,
+    }
+}
+
+/// The calls API's list: the account's records, ordered by `date_stop`
+/// unless the request orders otherwise (the API handler sets it), as the
+/// reference orders Call Detail Records.
+pub const LIST: ListSpec = ListSpec {
+    from: "calls c",
+    columns: CALL_COLUMNS,
+    base_where: "c.account_sid = $1 AND $2 = $2",
+    sid: "c.call_sid",
+    fields: &[
+        field("account_sid", "c.account_sid", Kind::Text, true),
+        field("call_sid", "c.call_sid", Kind::Text, false),
+        field("date_start", "c.date_start", Kind::Time, false),
+        field("date_stop", "c.date_stop", Kind::Time, false),
+        field("date_talk", "c.date_answer", Kind::Time, true),
+        field("direction", "c.direction", Kind::Text, false),
+        field("dtmf", "c.dtmf", Kind::Text, true),
+        field("duration", "c.duration", Kind::Int, false),
+        field("hangup_side", "c.hangup_side", Kind::Text, true),
+        field("number_dst", "c.number_dst", Kind::Phone, false),
+        field("number_redirect", "c.number_redirect", Kind::Phone, false),
+        field("number_src", "c.number_src", Kind::Phone, false),
+        field("reference_sid", "c.binding_sid", Kind::Text, true),
+        field("sip_status", "c.sip_status", Kind::Int, false),
+        field("type", "c.type", Kind::Text, false),
+    ],
+    attributes: Some("c.attributes"),
+    nested: &[],
+};
 
 /// A call detail record waiting for its batch, and who waits for it.
 type Job = (String, CallDetail, tokio::sync::oneshot::Sender<Result<()>>);
@@ -300,7 +415,9 @@ impl CallRecorder {
     }
 }
 
-/// One `INSERT` of `records` (SID and record each).
+/// One transaction: one `INSERT` of `records` (SID and record each), with
+/// the DTMF and attributes of the binding or dialout each followed, then
+/// the callback outbox rows of those whose account has a callback URL.
 async fn insert_calls(pool: &sqlx::AnyPool, records: &[(&str, &CallDetail)]) -> Result<()> {
     const PER_ROW: usize = 13;
     let rows: Vec<String> = (0..records.len())
@@ -308,14 +425,19 @@ async fn insert_calls(pool: &sqlx::AnyPool, records: &[(&str, &CallDetail)]) -> 
             let p = |n: usize| format!("${}", i * PER_ROW + n);
             format!(
                 "({}, COALESCE((SELECT account_sid FROM bindings WHERE binding_sid = {}), \
-                 (SELECT account_sid FROM dids WHERE phonenumber = {})), {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
-                p(1), p(2), p(7), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11), p(12), p(13)
+                 (SELECT account_sid FROM dialouts WHERE dialout_sid = {}), \
+                 (SELECT account_sid FROM dids WHERE phonenumber = {})), {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, \
+                 (SELECT dtmf FROM bindings WHERE binding_sid = {}), \
+                 COALESCE((SELECT attributes FROM bindings WHERE binding_sid = {}), \
+                 (SELECT attributes FROM dialouts WHERE dialout_sid = {}), '{{}}'))",
+                p(1), p(2), p(2), p(7), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11), p(12), p(13),
+                p(2), p(2), p(2)
             )
         })
         .collect();
     let sql = format!(
         "INSERT INTO calls (call_sid, account_sid, binding_sid, type, direction, number_src, number_dst, \
-         number_redirect, date_start, date_answer, date_stop, duration, sip_status, hangup_side) VALUES {}",
+         number_redirect, date_start, date_answer, date_stop, duration, sip_status, hangup_side, dtmf, attributes) VALUES {}",
         rows.join(", ")
     );
     let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -335,6 +457,20 @@ async fn insert_calls(pool: &sqlx::AnyPool, records: &[(&str, &CallDetail)]) -> 
             .bind(i32::from(call.sip_status))
             .bind(call.hangup_side.clone());
     }
-    q.execute(pool).await?;
+    let sids: Vec<String> = (0..records.len()).map(|i| format!("${}", i + 2)).collect();
+    let outbox = format!(
+        "INSERT INTO callback_outbox (call_sid, account_sid, date_created, next_attempt_at, attempts) \
+         SELECT c.call_sid, c.account_sid, $1, $1, 0 FROM calls c JOIN accounts a ON a.account_sid = c.account_sid \
+         WHERE a.callback_url IS NOT NULL AND a.callback_url <> '' AND c.call_sid IN ({})",
+        sids.join(", ")
+    );
+    let mut o = sqlx::query(AssertSqlSafe(outbox)).bind(now_ms());
+    for (sid, _) in records {
+        o = o.bind(sid.to_string());
+    }
+    let mut tx = pool.begin().await?;
+    q.execute(&mut *tx).await?;
+    o.execute(&mut *tx).await?;
+    tx.commit().await?;
     Ok(())
 }

@@ -15,6 +15,7 @@ pub mod calls;
 pub mod dialouts;
 pub mod dids;
 pub mod list;
+pub mod outbox;
 pub(crate) mod route_cache;
 
 use std::sync::Arc;
@@ -73,6 +74,14 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        let err = Self::classify(e);
+        crate::metrics::db_error(&err);
+        err
+    }
+}
+
+impl StoreError {
+    fn classify(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
@@ -87,6 +96,21 @@ impl From<sqlx::Error> for StoreError {
                 StoreError::Unavailable(e.to_string())
             }
             other => StoreError::Database(other),
+        }
+    }
+}
+
+impl StoreError {
+    /// A short label of the error's class, for the database error counter
+    /// (`unavailable`, `database`, ...); `None` for errors that are not the
+    /// database's fault (not found, conflicts, bad queries).
+    pub fn metric_kind(&self) -> Option<&'static str> {
+        match self {
+            StoreError::Unavailable(_) => Some("unavailable"),
+            StoreError::Database(_) => Some("database"),
+            StoreError::Corrupt(_) => Some("corrupt"),
+            StoreError::Migrate(_) => Some("migrate"),
+            _ => None,
         }
     }
 }
@@ -115,6 +139,8 @@ pub struct Store {
     pub(crate) call_recorder: calls::CallRecorder,
     /// Group commit of binding inserts, on SQLite only.
     pub(crate) insert_batcher: Option<bindings::InsertBatcher>,
+    /// Woken when a call record (and maybe its callback) was written.
+    pub(crate) outbox_notify: Arc<tokio::sync::Notify>,
 }
 
 /// A write serialised per account (see the module doc): in PostgreSQL a
@@ -211,6 +237,7 @@ impl Store {
             (dialect == Dialect::Sqlite).then(|| sqlite_writer.clone()),
         );
         let store = Store {
+            outbox_notify: Arc::new(tokio::sync::Notify::new()),
             call_recorder,
             pool,
             dialect,

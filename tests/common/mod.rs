@@ -125,6 +125,8 @@ pub fn default_accounts() -> Vec<AccountSeed> {
                 "4930123456".into(),
             ],
             permissions: vec![],
+            callback_url: None,
+            callback_secret: None,
         },
         AccountSeed {
             name: "Bob".into(),
@@ -132,6 +134,8 @@ pub fn default_accounts() -> Vec<AccountSeed> {
             password: "bob-pw".into(),
             dids: vec!["12025550143".into()],
             permissions: vec!["hide_origination_did".into()],
+            callback_url: None,
+            callback_secret: None,
         },
     ]
 }
