@@ -7,9 +7,11 @@
 # scripted user agent), the hostile-input test (sip-tests/torture/run.sh:
 # RFC 4475 during a call), an RTP source change mid-call
 # (sip-tests/rtp-change/run.sh: scripted caller and callee, Python standard
-# library only; ports 35000-35999), and the operations test
+# library only; ports 35000-35999), the operations test
 # (sip-tests/ops/run.sh: callbacks to a real HTTP receiver, JSON logs,
-# metrics). The two cargo-fuzz targets run briefly
+# metrics) and the two-node test (sip-tests/two-node/run.sh: Kamailio's
+# dispatcher in front of two nodes on one PostgreSQL database; kamailio is
+# installed when missing). The two cargo-fuzz targets run briefly
 # (scripts/fuzz.sh, FUZZ_SECONDS each, default 30) at low priority beside the
 # SIP tests, and their committed corpora are replayed by cargo test; long
 # fuzz runs are recorded in docs/robustness.md.
@@ -130,6 +132,9 @@ MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/rtp-change/run.sh
 
 log "operations: callbacks, calls API, JSON logs, metrics (sip-tests/ops/run.sh)"
 MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/ops/run.sh
+
+log "two nodes on one PostgreSQL behind Kamailio (sip-tests/two-node/run.sh)"
+MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/two-node/run.sh
 
 log "fuzz targets: scripts/fuzz.sh (started above)"
 if wait "$FUZZ_PID"; then
