@@ -19,8 +19,9 @@ if values.get("FLOW") in ("answer_glare",):
     # re-INVITE's Via and CSeq are captured by the flow itself.
     values["CAPTURE"] = ('<ereg regexp="&lt;.*" search_in="hdr" header="From:" assign_to="bfrom"/>'
                          '<ereg regexp="&lt;.*" search_in="hdr" header="To:" assign_to="bto"/>')
-if values.get("FLOW") == "forked_answer":
-    # The INVITE's To (no tag) and Via, for the second fork's 2xx.
+if values.get("FLOW") in ("forked_answer", "prack_trunk", "prack_trunk_183"):
+    # The INVITE's To (no tag) and Via, for the second fork's 2xx (or a
+    # response to the INVITE after a PRACK).
     values["CAPTURE"] = ('<ereg regexp="&lt;.*" search_in="hdr" header="To:" assign_to="bto"/>'
                          '<ereg regexp="SIP/2\\.0/.*" search_in="hdr" header="Via:" assign_to="bvia"/>')
 if "FLOW" in values:

@@ -123,7 +123,7 @@ listen = ["udp:127.0.0.1:$SIP_PORT", "tcp:127.0.0.1:$SIP_PORT"]
 advertised_host = "127.0.0.1"
 trunk = "$1"
 trusted = ["127.0.0.1/32"]
-ring_timeout_secs = 4
+ring_timeout_secs = ${RING_TIMEOUT:-4}
 drain_secs = $2
 max_redirects = ${MAX_REDIRECTS:-3}
 $creds
@@ -381,6 +381,10 @@ SIPI_NO_SDP="'CONTENT_TYPE=multipart/mixed;boundary=sipi-boundary-1' 'BODY_PRE=-
 ACCEPT_415="'FINAL_CHECKS=<ereg regexp=\"application/sdp, multipart/mixed\" search_in=\"hdr\" header=\"Accept:\" check_it=\"true\" assign_to=\"chk\"/>'"
 SIPI_CHECKS=$(ereg '<ereg regexp="application/sdp" search_in="hdr" header="Content-Type:" check_it="true" assign_to="chk"/>\n<ereg regexp="sipi-boundary|ISUP|IAM" search_in="msg" check_it_inverse="true" assign_to="chk"/>\n<ereg regexp="c=IN IP4 127\.0\.0\.1" search_in="body" check_it="true" assign_to="chk"/>')
 VIDEO_CHECKS=$(ereg '<ereg regexp="m=video" search_in="body" check_it_inverse="true" assign_to="chk"/>')
+# RFC 3262: the callee's INVITE offers 100rel (and timer) and never
+# requires it, whatever the caller required (Require is per hop).
+PRACK_B_CHECKS=$(ereg '<ereg regexp="100rel" search_in="hdr" header="Supported:" check_it="true" assign_to="chk"/>\n<ereg regexp="timer" search_in="hdr" header="Supported:" check_it="true" assign_to="chk"/>\n<ereg regexp="100rel" search_in="hdr" header="Require:" check_it_inverse="true" assign_to="chk"/>')
+REQ_100REL="'EXTRA_HEADERS=Supported: 100rel\\nRequire: 100rel'"
 WAIT_180="'WAIT=<recv response=\"100\" optional=\"true\" response_txn=\"invite\"/><recv response=\"180\" response_txn=\"invite\"/>'"
 
 # Call detail records expected (cdr.py check), on top of its invariants.
@@ -490,6 +494,16 @@ suite() { # TRANSPORT LABEL
         RETRY_CHECK="--invites 3 --digest $TRUNK_USER:$TRUNK_PASSWORD" CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
             run_case "$l-auth-stale-nonce-answered-again" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 $SHORT TAIL=caller_bye" auth_stale_nonce "$NO_CHECKS" 0
     fi
+    # RFC 3262 (BC-10): reliable provisional responses from the trunk, to
+    # the caller, and on both legs at once.
+    CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
+        run_case "$l-prack-trunk-reliable-180" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 PROVISIONALS=unreliable180 TAIL=caller_bye" prack_trunk "$PRACK_B_CHECKS" 1
+    CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
+        run_case "$l-prack-caller-requires-100rel" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 $REQ_100REL PROVISIONALS=prack180 TAIL=caller_bye_after_prack" answer "$PRACK_B_CHECKS" 1
+    # Supported: 100rel alone: plain 18x (docs/call-flows.md, the decision).
+    run_case "$l-prack-caller-supported-only-plain-180" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 'EXTRA_HEADERS=Supported: 100rel' PROVISIONALS=unreliable180 $SHORT TAIL=caller_bye" answer "$PRACK_B_CHECKS" 0
+    CDR="binding_sid=$SID_OPEN $CDR_ANSWERED hangup_side=caller" \
+        run_case "$l-prack-both-legs" "$t" $DID_OPEN uac_call.xml "$A_FROM $PCMA_TE $MF70 $REQ_100REL PROVISIONALS=prack183 TAIL=caller_bye_after_prack" prack_trunk_183 "$PRACK_B_CHECKS" 1
     CDR="binding_sid=$SID_OPEN sip_status=487 hangup_side=caller $CDR_FAILED" \
         run_case "$l-cancel-before-180" "$t" $DID_OPEN uac_cancel.xml "$A_FROM 'WAIT=<recv response=\"100\" response_txn=\"invite\"/><pause milliseconds=\"200\"/>'" late_cancel "$NO_CHECKS" 0
     B_FORMATS=8 B_RTPMAPS='a=rtpmap:8 PCMA/8000' PT_TO_A=0 PT_TO_B=8 \
@@ -583,6 +597,25 @@ if selected udp-auth-no-credentials-503 || selected udp-redirect-disabled-480; t
     # sip.max_redirects = 0: a 302 is never followed, the caller gets 480.
     RETRY_CHECK="--invites 1" CDR="binding_sid=$SID_OPEN sip_status=480 $CDR_FAILED" \
         run_case udp-redirect-disabled-480 u1 $DID_OPEN uac_final.xml "$A_FROM $PCMA_TE $MF70 CODE=480" redirect_disabled "$NO_CHECKS" 0
+    stop_med
+fi
+
+echo "== reliable 180 never PRACKed =="
+# RFC 3262 §3: our reliable 180 to a caller that never PRACKs is sent again
+# at T1, 2*T1, 4*T1, ... and after 64*T1 (32 s) the INVITE gets 500 and the
+# callee a CANCEL. The ring timeout is raised so that it does not end the
+# call first. Over UDP only (it takes 33 s).
+if selected udp-prack-caller-never-prack; then
+    RING_TIMEOUT=60 start_med "sip:127.0.0.1:$UAS_PORT" || abort "mediator did not start"
+    CDR="binding_sid=$SID_OPEN sip_status=500 hangup_side=system $CDR_FAILED" CASE_TIMEOUT=60 \
+        run_case udp-prack-caller-never-prack u1 $DID_OPEN uac_final.xml "$A_FROM $PCMA_TE $MF70 $REQ_100REL PROVISIONALS=noprack180 CODE=500" ring_forever "$NO_CHECKS" 0
+    case_start
+    if WHY=$(python3 "$HERE/prack_retrans.py" "$OUT"/udp-prack-caller-never-prack/uac_*_messages.log); then
+        echo "   $WHY"
+        result udp-prack-caller-never-prack-retransmit-schedule 0 ""
+    else
+        result udp-prack-caller-never-prack-retransmit-schedule 1 "$WHY"
+    fi
     stop_med
 fi
 

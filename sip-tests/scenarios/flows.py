@@ -229,6 +229,30 @@ def verified(var, password=TRUNK_PASSWORD):
     """SIPp's own check of the Authorization's digest (MD5) for our credentials."""
     return f'<verifyauth assign_to="{var}" username="{TRUNK_USER}" password="{password}"/>'
 
+# Reliable provisional responses (RFC 3262, BC-10).
+RELIABLE_1 = "Require: 100rel\nRSeq: 1"
+
+def inv_resp(code, reason, **kw):
+    """A response to the INVITE sent after other messages (a PRACK): its
+    Via and To captured as bvia/bto, CSeq 1 INVITE."""
+    return resp(code, reason, via="Via: [$bvia]", to="To: [$bto]", cseq="CSeq: 1 INVITE", **kw)
+
+def expect_prack(rseq):
+    """Mediator's PRACK for our reliable 1xx `rseq`, in the early dialog that
+    1xx made (RFC 3262 §4, BC-10): RAck, our To tag, our Contact
+    (sip:bob@...) as Request-URI, our Record-Route as Route, CSeq 2; then 200."""
+    return ('<recv request="PRACK"><action>'
+            f'<ereg regexp="^ *{rseq} 1 INVITE" search_in="hdr" header="RAck:" check_it="true" assign_to="pk"/>'
+            '<ereg regexp="SIPpTag01" search_in="hdr" header="To:" check_it="true" assign_to="pk"/>'
+            '<ereg regexp="^PRACK sip:bob@" search_in="msg" check_it="true" assign_to="pk"/>'
+            '<ereg regexp="brr=uas-side" search_in="hdr" header="Route:" check_it="true" assign_to="pk"/>'
+            '<ereg regexp="^ *2 PRACK" search_in="hdr" header="CSeq:" check_it="true" assign_to="pk"/>'
+            '<log message="PRACK [$pk]"/></action></recv>' + plain_ok())
+
+# The BYE that ends B's dialog comes after INVITE (1) and PRACK (2).
+BYE_CSEQ_3 = ('<recv request="BYE"><action><ereg regexp="^ *3 BYE" search_in="hdr" header="CSeq:" check_it="true" '
+              'assign_to="bc"/><log message="BYE after PRACK [$bc]"/></action></recv>')
+
 FLOWS = {
     # BC-30: a 302 with two Contacts; the higher q (0.8) is tried first,
     # through the trunk, and answers.
@@ -411,6 +435,19 @@ FLOWS = {
     '<log message="UPDATE relayed [$u1]"/></action></recv>'
     + resp(200, "OK", sdp=True, tag=None, direction="recvonly")
     + '<recv request="BYE"/>' + plain_ok() + '<timewait milliseconds="500"/>',
+    # The trunk's 180 is reliable (Require: 100rel, RSeq 1, its own Contact
+    # and Record-Route): PRACKed once. Then the same 180 again (a
+    # retransmission) and a 183 with RSeq 3 (out of order, RSeq 2 missing):
+    # neither is PRACKed nor reaches the caller. The BYE continues B's CSeq.
+    "prack_trunk": with_headers(resp(180, "Ringing", rr=True), RELIABLE_1) + expect_prack(1)
+    + with_headers(inv_resp(180, "Ringing", rr=True), RELIABLE_1)
+    + with_headers(inv_resp(183, "Session Progress", rr=True), "Require: 100rel\nRSeq: 3")
+    + '<pause milliseconds="500"/>' + inv_resp(200, "OK", sdp=True, rr=True)
+    + '<recv request="ACK" crlf="true"/>' + PLAY + BYE_CSEQ_3 + plain_ok() + '<timewait milliseconds="1000"/>',
+    # BC-10 as written: a reliable 183 with SDP (early media) from the trunk.
+    "prack_trunk_183": with_headers(resp(183, "Session Progress", sdp=True, rr=True), RELIABLE_1) + expect_prack(1)
+    + '<pause milliseconds="300"/>' + inv_resp(200, "OK", sdp=True, rr=True)
+    + '<recv request="ACK" crlf="true"/>' + PLAY + BYE_CSEQ_3 + plain_ok() + '<timewait milliseconds="1000"/>',
     "late_cancel": '<pause milliseconds="1500"/>' + resp(180, "Ringing") + '<recv request="CANCEL"/>' + plain_ok()
     + resp(487, "Request Terminated", contact=False, cseq="CSeq: 1 INVITE") + '<recv request="ACK"/><timewait milliseconds="500"/>',
 }
@@ -552,15 +589,63 @@ a=rtpmap:101 telephone-event/8000
     + bye_from_uac().replace("CSeq: 2 BYE", "CSeq: 3 BYE") + '<recv response="200" crlf="true"/>',
     "caller_info_bye": '<pause milliseconds="500"/>' + info_from_uac() + '<recv response="200" crlf="true"/>'
     + bye_from_uac().replace("CSeq: 2 BYE", "CSeq: 3 BYE") + '<recv response="200" crlf="true"/>',
+    # After a PRACK (CSeq 2), the caller's BYE is CSeq 3.
+    "caller_bye_after_prack": '<pause milliseconds="@HOLD_MS@"/>' + bye_from_uac().replace("CSeq: 2 BYE", "CSeq: 3 BYE")
+    + '<recv response="200" crlf="true"/>',
     "caller_bye": '<pause milliseconds="@HOLD_MS@"/>' + bye_from_uac() + '<recv response="200" crlf="true"/>',
     "callee_bye": '<recv request="BYE"/>' + plain_ok() + '<timewait milliseconds="500"/>',
 }
+
+def caller_prack(code, sdp=False):
+    """The caller (Require: 100rel) gets our `code` reliably (Require: 100rel,
+    an RSeq; with `sdp`, our SDP), PRACKs it after 300 ms (the callee has
+    answered by then: our 200 must wait) and gets 200 for the PRACK before
+    the INVITE's 200."""
+    checks = ""
+    if sdp:
+        checks = ('<ereg regexp="c=IN IP4 127\\.0\\.0\\.1" search_in="body" check_it="true" assign_to="rel"/>'
+                  '<ereg regexp="m=audio @RTP_RE@ RTP/AVP" search_in="body" check_it="true" assign_to="rel"/>')
+    return (f'<recv response="100" optional="true" response_txn="invite"/>'
+            f'<recv response="{code}" response_txn="invite" rrs="true"><action>'
+            '<ereg regexp="100rel" search_in="hdr" header="Require:" check_it="true" assign_to="rel"/>'
+            '<ereg regexp="[0-9]+" search_in="hdr" header="RSeq:" check_it="true" assign_to="rseq"/>'
+            f'{checks}<log message="reliable {code} RSeq [$rseq] [$rel]"/></action></recv>'
+            '<pause milliseconds="300"/>'
+            """<send retrans="500" start_txn="prack"><![CDATA[
+
+PRACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[routes]
+From: @FROM@;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 2 PRACK
+RAck: [$rseq] 1 INVITE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>"""
+            '<recv response="200" response_txn="prack"/>')
 
 PROVISIONALS = {
     "any": '<recv response="100" optional="true" response_txn="invite"/>'
     '<recv response="180" optional="true" response_txn="invite"/>'
     '<recv response="183" optional="true" response_txn="invite"/>',
     # 183 must come, carrying our SDP (our address, a relay port), not B's.
+    # A caller without 100rel gets the trunk's reliable 180 as an ordinary
+    # 180 (RSeq and Require are per hop), and nothing of the stale ones.
+    "unreliable180": '<recv response="100" optional="true" response_txn="invite"/>'
+    '<recv response="180" response_txn="invite"><action>'
+    '<ereg regexp="RSeq|Require" search_in="msg" check_it_inverse="true" assign_to="u180"/>'
+    '<log message="plain 180 [$u180]"/></action></recv>',
+    "prack180": caller_prack(180),
+    "prack183": caller_prack(183, sdp=True),
+    # The caller never PRACKs: our 180 comes again and again (SIPp takes
+    # the repeats as retransmissions), then the final response.
+    "noprack180": '<recv response="100" optional="true" response_txn="invite"/>'
+    '<recv response="180" response_txn="invite"><action>'
+    '<ereg regexp="100rel" search_in="hdr" header="Require:" check_it="true" assign_to="rel"/>'
+    '<log message="reliable 180 [$rel]"/></action></recv>',
     "sdp183": '<recv response="100" optional="true" response_txn="invite"/>'
     '<recv response="183" response_txn="invite"><action>'
     '<ereg regexp="c=IN IP4 127\\.0\\.0\\.1" search_in="body" check_it="true" assign_to="p183"/>'

@@ -20,6 +20,7 @@ use super::legs::{
     map_b_failure, needs_tcp, retry_invite, trunk_tcp_addr,
 };
 use super::registry::{CallEvent, CallGuard};
+use super::reliable::{Provisional, ReliableUac, ReliableUas, Tick};
 use super::retry::{Retries, Retry};
 use super::router::{CallRecord, CallRoute};
 use crate::media::MediaError;
@@ -210,6 +211,13 @@ async fn admit(ctx: Arc<Ctx>, tx: Box<Transaction>) -> Option<Box<InboundCall>> 
         let _ = ev.send(CallEvent::AGone);
     });
     let caller = caller_of(&req);
+    // RFC 3262: reliable 18x to a caller that requires them.
+    let a_reliable = super::reliable::caller_gets_reliable(&req).then(|| {
+        ReliableUas::new(
+            cseq_number(&req).unwrap_or(1),
+            ReliableUas::random_first_rseq(),
+        )
+    });
     Some(Box::new(InboundCall {
         ctx,
         a_tag: new_tag(),
@@ -245,6 +253,8 @@ async fn admit(ctx: Arc<Ctx>, tx: Box<Transaction>) -> Option<Box<InboundCall>> 
         pending_seq: 0,
         a_clock: LegClock::default(),
         b_clock: LegClock::default(),
+        a_reliable,
+        held_answer: false,
     }))
 }
 
@@ -260,6 +270,11 @@ struct BLeg {
     codec: Option<LegCodec>,
     /// What the INVITE was retried for so far.
     retries: Retries,
+    /// Reliable 1xx seen from B (RFC 3262 §4).
+    reliable: ReliableUac,
+    /// The last CSeq number we used in B's dialog (the INVITE's, then each
+    /// PRACK's); B's dialog continues after it.
+    cseq: u32,
 }
 
 struct InboundCall {
@@ -302,6 +317,10 @@ struct InboundCall {
     /// RFC 4028 session timers of A's and B's dialogs.
     a_clock: LegClock,
     b_clock: LegClock,
+    /// Our reliable 18x to A, when A requires 100rel (RFC 3262 §3).
+    a_reliable: Option<ReliableUas>,
+    /// B answered, and our 2xx to A waits for the PRACK of a reliable 18x.
+    held_answer: bool,
 }
 
 /// What the event loop should do next.
@@ -320,6 +339,18 @@ impl InboundCall {
             code,
             sdp.as_deref(),
         );
+        if let Some(rel) = self.a_reliable.as_mut() {
+            if (101..200).contains(&code) {
+                // Sent reliably, one at a time (RFC 3262 §3).
+                if let Some(resp) = rel.send(resp, tokio::time::Instant::now()) {
+                    let _ = self.a_sender.send(TransactionEvent::Respond(resp));
+                }
+                return;
+            }
+            if code >= 200 {
+                rel.clear();
+            }
+        }
         if code >= 200 && self.a_final.is_none() {
             self.a_final = Some(code);
             if code >= 300 {
@@ -485,6 +516,7 @@ impl InboundCall {
         info!(call_id = %cid, to = %route.destination_did, binding = %route.binding_sid, "B leg INVITE sent");
         self.relay = Some(relay);
         self.b_sdp = Some(offer);
+        let cseq = cseq_number(&req).unwrap_or(1);
         self.b_leg = Some(BLeg {
             invite: req,
             conn,
@@ -495,6 +527,8 @@ impl InboundCall {
             dialog: None,
             codec: None,
             retries: Retries::new(ctx.cfg.timers.session_expires),
+            reliable: ReliableUac::default(),
+            cseq,
         });
         Ok(())
     }
@@ -531,7 +565,16 @@ impl InboundCall {
         let Some(b) = self.b_leg.as_mut() else {
             return Err(crate::sip::SipError::Malformed("no B leg".into()));
         };
-        let req = retry_invite(&b.invite, ruri, headers)?;
+        let mut req = retry_invite(&b.invite, ruri, headers)?;
+        if cseq_number(&req).is_some_and(|n| n <= b.cseq) {
+            // Our PRACKs took CSeq numbers after the INVITE's: go on after them.
+            for h in req.headers.iter_mut() {
+                if let Header::CSeq(_) = h {
+                    *h = Header::CSeq(format!("{} INVITE", b.cseq + 1).into());
+                }
+            }
+        }
+        b.cseq = cseq_number(&req).unwrap_or(b.cseq + 1);
         let tx = send_request(&ep, req.clone(), b.conn.clone(), b.dest.clone()).await?;
         if tx.connection.is_some() {
             b.conn = tx.connection.clone();
@@ -655,14 +698,35 @@ impl InboundCall {
     async fn on_b_response(&mut self, r: Response) -> Flow {
         let code = code_of(&r);
         self.setup.b_response(code);
+        let current = self
+            .b_leg
+            .as_ref()
+            .map(|b| cseq_number(&r) == cseq_number(&b.invite));
+        match current {
+            None => return Flow::Done,
+            Some(false) => {
+                // A late response to an attempt we have retried.
+                debug!(status = code, "response to an earlier B leg INVITE ignored");
+                return Flow::Continue;
+            }
+            Some(true) => {}
+        }
+        if (101..200).contains(&code) {
+            // RFC 3262 §4: PRACK each reliable 1xx once, in order; a
+            // retransmitted or out-of-order one is not processed.
+            let class = match self.b_leg.as_mut() {
+                Some(b) => b.reliable.classify(&r),
+                None => Provisional::Unreliable,
+            };
+            match class {
+                Provisional::Stale => return Flow::Continue,
+                Provisional::New(rseq) => self.prack_b(&r, rseq),
+                Provisional::Unreliable => {}
+            }
+        }
         let Some(b) = self.b_leg.as_mut() else {
             return Flow::Done;
         };
-        if cseq_number(&r) != cseq_number(&b.invite) {
-            // A late response to an attempt we have retried.
-            debug!(status = code, "response to an earlier B leg INVITE ignored");
-            return Flow::Continue;
-        }
         if code < 200 {
             b.provisional = true;
             if b.cancel_pending {
@@ -701,7 +765,11 @@ impl InboundCall {
                 self.fail_a(500, "system");
                 return Flow::Done;
             };
-            let dialog = b_dialog(&self.ctx.cfg, &b.invite, &r, conn, b.dest.clone());
+            let mut dialog = b_dialog(&self.ctx.cfg, &b.invite, &r, conn, b.dest.clone());
+            if let Some(d) = dialog.as_mut() {
+                // After our PRACKs, B's dialog goes on from their CSeq.
+                d.local_cseq = d.local_cseq.max(b.cseq);
+            }
             b.dialog = dialog.clone();
             if b.cancelled || b.cancel_pending || self.a_final.is_some() {
                 // A is gone (CANCEL crossed the 200): end B (RFC 3261 §15).
@@ -717,12 +785,7 @@ impl InboundCall {
                 self.fail_a(488, "system");
                 return Flow::Done;
             }
-            self.answered = Some(Utc::now());
-            // RFC 4028: the timer A asked for (checked at admission), and
-            // the one B's 2xx gave.
-            if let Ok(t) = super::session_timer::as_uas(&self.invite, &self.ctx.cfg.timers) {
-                self.a_clock.arm(t);
-            }
+            // RFC 4028: the timer B's 2xx gave.
             let asked = self
                 .b_leg
                 .as_ref()
@@ -730,11 +793,13 @@ impl InboundCall {
                     b.retries.session_expires()
                 });
             self.b_clock.arm(super::session_timer::as_uac(&r, asked));
-            self.respond_a(200, self.a_answer.clone());
-            if let Some(conn) = self.a_conn.clone() {
-                self.a_dialog = a_dialog(&self.ctx.cfg, &self.invite, &self.a_tag, conn);
+            if self.a_reliable.as_ref().is_some_and(|rel| !rel.settled()) {
+                // RFC 3262 §3: no 2xx before our reliable 18x are PRACKed.
+                info!("B answered; the 200 to A waits for A's PRACK");
+                self.held_answer = true;
+                return Flow::Continue;
             }
-            info!("call answered");
+            self.answer_a();
             return Flow::Done;
         }
         if !b.cancelled && !b.cancel_pending && self.a_final.is_none() {
@@ -755,9 +820,109 @@ impl InboundCall {
         Flow::Done
     }
 
+    /// Answers A with 200 once B has answered (and A has PRACKed our
+    /// reliable 18x): A's session timer, our answer, A's dialog.
+    fn answer_a(&mut self) {
+        self.held_answer = false;
+        self.answered = Some(Utc::now());
+        // RFC 4028: the timer A asked for (checked at admission).
+        if let Ok(t) = super::session_timer::as_uas(&self.invite, &self.ctx.cfg.timers) {
+            self.a_clock.arm(t);
+        }
+        self.respond_a(200, self.a_answer.clone());
+        if let Some(conn) = self.a_conn.clone() {
+            self.a_dialog = a_dialog(&self.ctx.cfg, &self.invite, &self.a_tag, conn);
+        }
+        info!("call answered");
+    }
+
+    /// Sends the PRACK for B's reliable 1xx `r` (RSeq `rseq`) in the early
+    /// dialog it made (RFC 3262 §4), to the trunk; its 200 is absorbed.
+    fn prack_b(&mut self, r: &Response, rseq: u32) {
+        let ep = self.ctx.endpoint.clone();
+        let Some(b) = self.b_leg.as_mut() else { return };
+        let Some(conn) = b.conn.clone() else {
+            warn!("reliable 1xx from B but no connection to it: no PRACK");
+            return;
+        };
+        let dest = b.dest.clone();
+        let Some(mut early) = b_dialog(&self.ctx.cfg, &b.invite, r, conn.clone(), dest.clone())
+        else {
+            warn!("reliable 1xx from B without a usable To or Call-ID: no PRACK");
+            return;
+        };
+        early.local_cseq = b.cseq;
+        let invite_cseq = cseq_number(r).unwrap_or(b.cseq);
+        let prack = match super::reliable::prack(&mut early, rseq, invite_cseq) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "PRACK not built");
+                return;
+            }
+        };
+        b.cseq = early.local_cseq;
+        debug!(rseq, cseq = b.cseq, "PRACK to B");
+        tokio::spawn(async move {
+            match send_request(&ep, prack, Some(conn), dest).await {
+                Ok(mut tx) => {
+                    let r = final_response(&mut tx).await;
+                    debug!(status = ?r.map(|r| code_of(&r)), "PRACK answered");
+                }
+                Err(e) => warn!(error = %e, "PRACK not sent"),
+            }
+        });
+    }
+
+    /// A PRACK from A (RFC 3262 §3): 200 when it acknowledges our
+    /// outstanding reliable 18x (the next queued one goes out), 481 when it
+    /// matches none, 400 without a well-formed RAck.
+    fn on_a_prack(&mut self, prack: &Request) -> u16 {
+        let from_a = call_id(prack) == call_id(&self.invite);
+        let Some(rel) = self.a_reliable.as_mut().filter(|_| from_a) else {
+            return 481;
+        };
+        match rel.on_prack(prack, tokio::time::Instant::now()) {
+            Ok(next) => {
+                if let Some(resp) = next {
+                    let _ = self.a_sender.send(TransactionEvent::Respond(resp));
+                }
+                200
+            }
+            Err(e) => {
+                info!(error = %e, "PRACK refused");
+                e.status()
+            }
+        }
+    }
+
+    /// The retransmission timer of our reliable 18x to A fired.
+    fn on_reliable_timer(&mut self) {
+        let Some(rel) = self.a_reliable.as_mut() else {
+            return;
+        };
+        match rel.on_timer(tokio::time::Instant::now()) {
+            Tick::Idle => {}
+            Tick::Retransmit(resp) => {
+                let _ = self.a_sender.send(TransactionEvent::Respond(*resp));
+            }
+            Tick::GiveUp => {
+                // RFC 3262 §3: no PRACK in 64*T1 rejects the INVITE with a 5xx.
+                info!("no PRACK from A for 64*T1: 500");
+                self.fail_a(500, "system");
+                self.cancel_b();
+            }
+        }
+    }
+
     /// A request inside a dialog of a call that is not established yet.
     async fn early_request(&mut self, mut tx: Transaction) {
         let method = tx.original.method.clone();
+        if method == Method::PRack {
+            let code = self.on_a_prack(&tx.original);
+            let _ = tx.reply(crate::sip::message::status(code)).await;
+            drive(tx);
+            return;
+        }
         let code = match &method {
             Method::Bye => 200,
             Method::Options | Method::Info => 200,
@@ -794,6 +959,13 @@ impl InboundCall {
                     None => std::future::pending().await,
                 }
             };
+            let reliable_due = self.a_reliable.as_ref().and_then(ReliableUas::deadline);
+            let reliable_wait = async {
+                match reliable_due {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = &mut ring, if self.a_final.is_none() => {
                     let code = if self.b_leg.as_ref().is_some_and(|b| b.provisional) { 480 } else { 408 };
@@ -816,6 +988,7 @@ impl InboundCall {
                     warn!("no final response from the B leg; giving up on it");
                     return;
                 }
+                _ = reliable_wait => self.on_reliable_timer(),
                 ev = self.events.recv() => match ev {
                     None => return,
                     Some(CallEvent::ACancel) => {
@@ -831,11 +1004,25 @@ impl InboundCall {
                     }
                     Some(CallEvent::BGone) => {
                         self.fail_a(408, "system");
-                        return;
+                        if !self.held_answer {
+                            return;
+                        }
                     }
                     Some(CallEvent::Request(tx, _)) => Box::pin(self.early_request(*tx)).await,
                     Some(CallEvent::Outcome(..)) => {}
                 },
+            }
+            if self.held_answer {
+                if self.a_final.is_some() {
+                    // A failed while B's answer waited for A's PRACK: end B.
+                    self.held_answer = false;
+                    self.bye(self.b_leg.as_ref().and_then(|b| b.dialog.clone()));
+                    return;
+                }
+                if self.a_reliable.as_ref().is_none_or(ReliableUas::settled) {
+                    self.answer_a();
+                    return;
+                }
             }
             if self.a_final.is_some() && give_up_at.is_none() {
                 give_up_at = Some(tokio::time::Instant::now() + CANCEL_WAIT);

@@ -22,7 +22,7 @@ use crate::sip::number::value_uri;
 
 /// Methods we answer, for `Allow` (RFC 3261 §20.5). Kept in step with
 /// [`ALLOWED_METHODS`] (a unit test checks it).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK";
 
 /// The methods of [`ALLOW`], as parsed methods.
 pub const ALLOWED_METHODS: &[Method] = &[
@@ -33,6 +33,7 @@ pub const ALLOWED_METHODS: &[Method] = &[
     Method::Options,
     Method::Info,
     Method::Update,
+    Method::PRack,
 ];
 
 /// The `Allow` header of our responses and requests (RFC 3261 §20.5).
@@ -43,7 +44,7 @@ pub fn allow_header() -> Header {
 /// How a request with `method` is refused before anything else is looked
 /// at (RFC 3261 §8.2.1): `None` for a method we serve; 405 (Method Not
 /// Allowed) for a method we know but do not serve here (REGISTER, MESSAGE,
-/// SUBSCRIBE, NOTIFY, REFER, PUBLISH, PRACK); 501 (Not Implemented) for an
+/// SUBSCRIBE, NOTIFY, REFER, PUBLISH); 501 (Not Implemented) for an
 /// extension method we do not recognise (§21.5.2, RFC 3261 §25.1
 /// `extension-method`). Both responses carry [`allow_header`].
 pub fn method_refusal(method: &Method) -> Option<u16> {
@@ -57,8 +58,9 @@ pub fn method_refusal(method: &Method) -> Option<u16> {
 }
 
 /// The SIP extensions (option tags, RFC 3261 §19.2) we support: listed in
-/// `Supported` of our INVITEs, accepted in a peer's `Require`.
-pub const SUPPORTED: &[&str] = &["timer"];
+/// `Supported` of our INVITEs, accepted in a peer's `Require`: session
+/// timers (RFC 4028) and reliable provisional responses (RFC 3262).
+pub const SUPPORTED: &[&str] = &["timer", "100rel"];
 
 /// Our Contact for a leg using `proto` (RFC 3261 §8.1.1.8: reachable, our
 /// advertised address, never a bind address).

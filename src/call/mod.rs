@@ -4,6 +4,7 @@
 
 pub mod callerid;
 pub mod legs;
+pub mod reliable;
 pub mod router;
 pub mod session_timer;
 
@@ -170,14 +171,18 @@ async fn reply(mut tx: Transaction, code: u16, allow: bool) {
 
 /// Answers an OPTIONS outside a dialog as an INVITE would be answered
 /// (RFC 3261 §11.2): 416 for a Request-URI scheme we do not serve
-/// (§8.2.2.1), 420 listing the extensions a Require asks for (§8.2.2.3),
+/// (§8.2.2.1), 420 listing the extensions a Require asks for that we do not
+/// support (§8.2.2.3),
 /// else 200 with Allow.
 async fn options(mut tx: Transaction) {
     let ruri = tx.original.uri.to_string();
     if !crate::sip::message::scheme_supported(&ruri) {
         return reply(tx, 416, false).await;
     }
-    let required = crate::sip::message::required_options(&tx.original);
+    let required: Vec<String> = crate::sip::message::required_options(&tx.original)
+        .into_iter()
+        .filter(|t| !legs::SUPPORTED.iter().any(|s| t.eq_ignore_ascii_case(s)))
+        .collect();
     if !required.is_empty() {
         let _ = tx
             .reply_with(

@@ -323,8 +323,8 @@ fn quotes_balanced(v: &str) -> bool {
 }
 
 /// The option tags of every Require header of a request (RFC 3261
-/// §20.32), in order. Mediator supports no extension, so any tag here means
-/// 420 (§8.2.2.3).
+/// §20.32), in order. A tag not in `call::legs::SUPPORTED` means 420
+/// (§8.2.2.3).
 pub fn required_options(req: &Request) -> Vec<String> {
     header_values(req, "Require")
         .iter()

@@ -215,6 +215,12 @@ impl InboundCall {
                 let _ = tx.reply(crate::sip::message::status(200)).await;
                 true
             }
+            // Every reliable 18x was PRACKed before our 2xx (RFC 3262 §3):
+            // a PRACK now matches nothing.
+            Method::PRack => {
+                let _ = tx.reply(crate::sip::message::status(481)).await;
+                true
+            }
             // The ACK of a 2xx to a re-INVITE; after an offerless one it
             // carries the party's answer (RFC 3264 §5): a new address in it
             // is taken.
