@@ -1,11 +1,17 @@
 //! Anchored media: the RTP port pool, SDP offer/answer over the `sdp`
-//! crate, G.711 transcoding and the RTP/RTCP relay between two legs.
+//! crate, G.711 transcoding, the RTP/RTCP relay between two legs, and
+//! Mediator's own media (announcements, tones, music, DTMF).
 
+pub mod audio;
 pub mod config;
+pub mod dtmf;
 pub mod g711;
+pub mod player;
 pub mod ports;
 pub mod relay;
 pub mod sdp;
+pub mod stream;
+pub mod tones;
 
 pub use config::MediaConfig;
 

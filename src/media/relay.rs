@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use super::g711::{Codec, transcode};
 use super::ports::PortPair;
 use super::sdp::LegCodec;
+use super::stream::StreamWriter;
 
 /// Silence of the latched source after which a new source may take over
 /// (RFC 3550 §8.2; fault class 15). Longer than a few packet times (20 ms),
@@ -121,6 +122,13 @@ struct LegState {
     codec: Option<LegCodec>,
     rtp: Remote,
     rtcp: Remote,
+    /// Set once Mediator generates media towards this leg: relayed RTP
+    /// towards it is then rewritten onto one stream with the generated
+    /// packets (one SSRC, continuous numbering).
+    writer: Option<StreamWriter>,
+    /// While set, RTP relayed towards this leg is dropped (generated media
+    /// plays, or the legs are not bridged yet).
+    held: bool,
 }
 
 struct Shared {
@@ -135,6 +143,7 @@ pub struct Relay {
     cancel: CancellationToken,
     task: JoinHandle<()>,
     ports: [u16; 2],
+    pairs: Arc<[PortPair; 2]>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -163,12 +172,14 @@ impl Relay {
         });
         let cancel = CancellationToken::new();
         let ports = [a.port, b.port];
-        let task = tokio::spawn(run(shared.clone(), cancel.clone(), [a, b]));
+        let pairs = Arc::new([a, b]);
+        let task = tokio::spawn(run(shared.clone(), cancel.clone(), pairs.clone()));
         Relay {
             shared,
             cancel,
             task,
             ports,
+            pairs,
         }
     }
 
@@ -204,6 +215,30 @@ impl Relay {
         }
     }
 
+    /// Holds (`true`) or releases RTP relayed towards `side`: while held,
+    /// packets from the other leg are not sent to `side` (the legs are not
+    /// bridged yet, or Mediator's own media plays to it).
+    pub fn hold(&self, side: Side, held: bool) {
+        if let Ok(mut legs) = self.shared.legs.lock() {
+            legs[side.idx()].held = held;
+        }
+    }
+
+    /// A way to send generated RTP to `side` out of its socket, on one
+    /// stream with what is relayed to it ([`StreamWriter`]).
+    pub fn outlet(&self, side: Side) -> Outlet {
+        if let Ok(mut legs) = self.shared.legs.lock() {
+            legs[side.idx()]
+                .writer
+                .get_or_insert_with(StreamWriter::new);
+        }
+        Outlet {
+            shared: self.shared.clone(),
+            pairs: self.pairs.clone(),
+            side,
+        }
+    }
+
     /// RTP/RTCP packets received from `side` so far.
     pub fn received(&self, side: Side) -> u64 {
         self.shared.received[side.idx()].load(Ordering::Relaxed)
@@ -231,9 +266,9 @@ fn socket(p: &PortPair, kind: Kind) -> &UdpSocket {
 
 /// The relay task: waits until one of the four sockets is readable, then
 /// forwards what it holds (at most [`BURST`] datagrams per turn).
-async fn run(shared: Arc<Shared>, cancel: CancellationToken, pairs: [PortPair; 2]) {
+async fn run(shared: Arc<Shared>, cancel: CancellationToken, pairs: Arc<[PortPair; 2]>) {
     let mut buf = [0u8; MAX_DATAGRAM];
-    let [a, b] = &pairs;
+    let [a, b] = &*pairs;
     loop {
         let (from, kind, ready) = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -278,7 +313,7 @@ async fn forward(
     src: SocketAddr,
     tx: &UdpSocket,
 ) {
-    let (dest, codecs) = {
+    let dest = {
         let Ok(mut legs) = shared.legs.lock() else {
             return;
         };
@@ -292,23 +327,72 @@ async fn forward(
             return;
         }
         let from_codec = leg.codec;
-        let out = &legs[to.idx()];
+        let out = &mut legs[to.idx()];
         let dest = match kind {
             Kind::Rtp => out.rtp.target(),
             Kind::Rtcp => out.rtcp.target(),
         };
-        (dest, (from_codec, out.codec))
-    };
-    shared.received[from.idx()].fetch_add(1, Ordering::Relaxed);
-    let Some(dest) = dest else { return };
-    if kind == Kind::Rtp {
-        let (Some(f), Some(t)) = codecs else { return };
-        if !translate(pkt, &f, &t) {
-            return;
+        shared.received[from.idx()].fetch_add(1, Ordering::Relaxed);
+        if kind == Kind::Rtp {
+            let (Some(f), Some(t)) = (from_codec, out.codec) else {
+                return;
+            };
+            if out.held || !translate(pkt, &f, &t) {
+                return;
+            }
+            if let Some(w) = out.writer.as_mut() {
+                w.relay(pkt, now);
+            }
         }
-    }
+        dest
+    };
+    let Some(dest) = dest else { return };
     if tx.send_to(pkt, dest).await.is_ok() {
         shared.sent[to.idx()].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Sends Mediator's own RTP to one leg (see [`Relay::outlet`]). Holds the
+/// relay's sockets: the ports are leased until the last outlet drops.
+#[derive(Clone)]
+pub struct Outlet {
+    shared: Arc<Shared>,
+    pairs: Arc<[PortPair; 2]>,
+    side: Side,
+}
+
+impl Outlet {
+    /// What the leg negotiated, once known.
+    pub fn codec(&self) -> Option<LegCodec> {
+        let legs = self.shared.legs.lock().ok()?;
+        legs[self.side.idx()].codec
+    }
+
+    /// Builds packets with the leg's stream writer and codec, and sends
+    /// them without waiting (a full socket buffer drops them, as the
+    /// network would). Returns how many were sent; 0 while the leg has no
+    /// codec or address yet.
+    pub fn send(&self, build: impl FnOnce(&mut StreamWriter, &LegCodec) -> Vec<Vec<u8>>) -> usize {
+        let (dest, pkts) = {
+            let Ok(mut legs) = self.shared.legs.lock() else {
+                return 0;
+            };
+            let leg = &mut legs[self.side.idx()];
+            let (Some(dest), Some(codec)) = (leg.rtp.target(), leg.codec) else {
+                return 0;
+            };
+            let w = leg.writer.get_or_insert_with(StreamWriter::new);
+            (dest, build(w, &codec))
+        };
+        let sock = &self.pairs[self.side.idx()].rtp;
+        let mut sent = 0;
+        for p in &pkts {
+            if sock.try_send_to(p, dest).is_ok() {
+                sent += 1;
+            }
+        }
+        self.shared.sent[self.side.idx()].fetch_add(sent as u64, Ordering::Relaxed);
+        sent
     }
 }
 
@@ -624,5 +708,54 @@ mod tests {
             .expect("B reaches the new source");
         assert_eq!(&buf[12..n], b"b2");
         assert!(recv(&old, &mut buf).await.is_none(), "not the old one");
+    }
+
+    #[tokio::test]
+    async fn held_and_rewritten_towards_an_outlet_leg() {
+        let pool =
+            super::super::ports::PortPool::new(42020, 42029, "127.0.0.1".parse().expect("ip"));
+        let relay = Relay::start(
+            pool.allocate().await.expect("a"),
+            pool.allocate().await.expect("b"),
+        );
+        let pa = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let pb = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let law = LegCodec {
+            codec: Codec::Pcmu,
+            pt: 0,
+            te_pt: None,
+        };
+        relay.set_codec(Side::A, law);
+        relay.set_codec(Side::B, law);
+        relay.set_remote(Side::A, pa.local_addr().ok(), None);
+        let b_port = relay.port(Side::B);
+        let mut buf = [0u8; 512];
+        relay.hold(Side::A, true);
+        pb.send_to(&packet(0, false, &[0xFF; 160]), ("127.0.0.1", b_port))
+            .await
+            .expect("send");
+        let held = tokio::time::timeout(Duration::from_millis(200), pa.recv_from(&mut buf)).await;
+        assert!(held.is_err(), "nothing relayed to a held leg");
+        relay.hold(Side::A, false);
+        let out = relay.outlet(Side::A);
+        let ours = out.send(|w, c| {
+            let (ts, m) = w.generated_slot(Instant::now());
+            vec![w.packet(c.pt, m, ts, &[0xFF; 160])]
+        });
+        assert_eq!(ours, 1);
+        let (n, _) = pa.recv_from(&mut buf).await.expect("generated");
+        let ssrc = buf[8..12].to_vec();
+        let seq = u16::from_be_bytes([buf[2], buf[3]]);
+        assert_eq!(n, 172);
+        pb.send_to(&packet(0, false, &[0xFF; 160]), ("127.0.0.1", b_port))
+            .await
+            .expect("send");
+        let _ = tokio::time::timeout(Duration::from_secs(2), pa.recv_from(&mut buf))
+            .await
+            .expect("relayed")
+            .expect("recv");
+        assert_eq!(&buf[8..12], &ssrc[..], "relayed packets take our SSRC");
+        assert_eq!(u16::from_be_bytes([buf[2], buf[3]]), seq.wrapping_add(1));
+        assert_eq!(buf[1], 0x80, "marker at the switch");
     }
 }
