@@ -313,6 +313,10 @@ pub struct MediaConfig {
     /// Folder local audio paths may be read from; empty: URLs only.
     #[serde(default)]
     pub audio_dir: String,
+    /// Music on hold (`ringback = "moh"`): an audio source; empty: the
+    /// built-in piece.
+    #[serde(default)]
+    pub moh: String,
     /// Local address RTP sockets bind to.
     #[serde(default = "default_bind_ip")]
     pub bind_ip: String,
@@ -333,6 +337,7 @@ impl Default for MediaConfig {
             rtp_ports: default_rtp_ports(),
             audio_fetch_allow: Vec::new(),
             audio_dir: String::new(),
+            moh: String::new(),
             bind_ip: default_bind_ip(),
         }
     }

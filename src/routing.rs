@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use crate::call::router::{CallRecord, CallRoute, CallRouter, RouterError};
+use crate::call::router::{CallMedia, CallRecord, CallRoute, CallRouter, Ringback, RouterError};
 use crate::model::attributes::flag;
 use crate::model::binding::Binding;
 use crate::model::now_ms;
@@ -54,6 +54,16 @@ pub fn route_of(b: &Binding) -> CallRoute {
             .and_then(|v| v.as_str())
             .map(str::to_string),
         sip_headers,
+        media: CallMedia {
+            announce: b
+                .attributes
+                .get("announce")
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.trim().is_empty())
+                .map(str::to_string),
+            ringback: Ringback::parse(b.attributes.get("ringback").and_then(|v| v.as_str())),
+            dtmf: b.dtmf.clone().filter(|d| !d.is_empty()),
+        },
     }
 }
 

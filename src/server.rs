@@ -141,6 +141,20 @@ fn call_config(config: &Config) -> anyhow::Result<(SipConfig, MediaConfig)> {
             .bind_ip
             .parse()
             .with_context(|| format!("media.bind_ip = {}", config.media.bind_ip))?,
+        fetch: crate::media::audio::FetchRules {
+            allow: config
+                .media
+                .audio_fetch_allow
+                .iter()
+                .map(|n| crate::config::parse_net(n))
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("media.audio_fetch_allow: {e}"))?,
+            local_dir: Some(config.media.audio_dir.trim())
+                .filter(|d| !d.is_empty())
+                .map(std::path::PathBuf::from),
+            ..Default::default()
+        },
+        moh: config.media.moh.clone(),
     };
     Ok((sip, media))
 }

@@ -33,6 +33,7 @@ use crate::sip::message::{
 };
 use crate::sip::number::uri_number;
 
+mod early;
 mod established;
 use established::{LegClock, Pending};
 
@@ -255,6 +256,7 @@ async fn admit(ctx: Arc<Ctx>, tx: Box<Transaction>) -> Option<Box<InboundCall>> 
         b_clock: LegClock::default(),
         a_reliable,
         held_answer: false,
+        early: early::EarlyMedia::default(),
     }))
 }
 
@@ -321,6 +323,8 @@ struct InboundCall {
     a_reliable: Option<ReliableUas>,
     /// B answered, and our 2xx to A waits for the PRACK of a reliable 18x.
     held_answer: bool,
+    /// Mediator's own media (announcement, ring-back, DTMF).
+    early: early::EarlyMedia,
 }
 
 /// What the event loop should do next.
@@ -433,8 +437,11 @@ impl InboundCall {
         }
         self.a_seen = parsed.as_ref().map(sdp::origin_of);
         self.a_offer = parsed.map(|p| (p, a_audio));
+        self.begin_media();
         Box::pin(self.ringing()).await;
+        self.early.to_a = None;
         if self.b_leg.as_ref().is_some_and(|b| b.dialog.is_some()) && self.a_final == Some(200) {
+            self.bridge();
             Box::pin(self.established()).await;
         }
     }
@@ -594,7 +601,14 @@ impl InboundCall {
     fn cancel_b(&mut self) {
         let ep = self.ctx.endpoint.clone();
         let Some(b) = self.b_leg.as_mut() else { return };
-        if b.cancelled || b.dialog.is_some() {
+        if b.cancelled {
+            return;
+        }
+        if let Some(d) = b.dialog.clone() {
+            // B answered but was never bridged (an announcement was still
+            // playing to A): end it with BYE.
+            b.cancelled = true;
+            self.bye(Some(d));
             return;
         }
         if !b.provisional {
@@ -736,6 +750,17 @@ impl InboundCall {
             if code == 100 || b.cancelled || self.a_final.is_some() {
                 return Flow::Continue;
             }
+            self.early.b_ringing = true;
+            if !self.relays_b_progress() {
+                // Our own media (or silence) is what A hears; B's SDP still
+                // fixes the B side of the relay.
+                if let Some(s) = sdp_body(&r, r.body())
+                    && let Err(e) = self.on_b_sdp(&s)
+                {
+                    debug!(error = %e, "early SDP from B not usable");
+                }
+                return Flow::Continue;
+            }
             let mut a_sdp = None;
             if let Some(s) = sdp_body(&r, r.body()) {
                 match self.on_b_sdp(&s) {
@@ -785,7 +810,8 @@ impl InboundCall {
                 self.fail_a(488, "system");
                 return Flow::Done;
             }
-            // RFC 4028: the timer B's 2xx gave.
+            // RFC 4028: the timer B's 2xx gave (A's is armed when A is
+            // answered).
             let asked = self
                 .b_leg
                 .as_ref()
@@ -793,6 +819,12 @@ impl InboundCall {
                     b.retries.session_expires()
                 });
             self.b_clock.arm(super::session_timer::as_uac(&r, asked));
+            if self.early.announcing {
+                // Not bridged until the announcement ends (docs/media.md).
+                info!("B answered during the announcement: A is answered when it ends");
+                self.early.deferred_answer = true;
+                return Flow::Continue;
+            }
             if self.a_reliable.as_ref().is_some_and(|rel| !rel.settled()) {
                 // RFC 3262 §3: no 2xx before our reliable 18x are PRACKed.
                 info!("B answered; the 200 to A waits for A's PRACK");
@@ -967,7 +999,7 @@ impl InboundCall {
                 }
             };
             tokio::select! {
-                _ = &mut ring, if self.a_final.is_none() => {
+                _ = &mut ring, if self.a_final.is_none() && !self.early.deferred_answer => {
                     let code = if self.b_leg.as_ref().is_some_and(|b| b.provisional) { 480 } else { 408 };
                     info!(status = code, "ring timeout");
                     self.fail_a(code, "system");
@@ -1010,6 +1042,11 @@ impl InboundCall {
                     }
                     Some(CallEvent::Request(tx, _)) => Box::pin(self.early_request(*tx)).await,
                     Some(CallEvent::Outcome(..)) => {}
+                    Some(CallEvent::Media(m)) => {
+                        if let Flow::Done = self.on_media(m) {
+                            return;
+                        }
+                    }
                 },
             }
             if self.held_answer {
@@ -1023,6 +1060,9 @@ impl InboundCall {
                     self.answer_a();
                     return;
                 }
+            }
+            if self.a_final.is_some_and(|c| c >= 300) && self.early.deferred_answer {
+                return; // B answered and has had its BYE
             }
             if self.a_final.is_some() && give_up_at.is_none() {
                 give_up_at = Some(tokio::time::Instant::now() + CANCEL_WAIT);

@@ -94,6 +94,7 @@ mod tests {
             fix_anonymous_cid: fix,
             cnam: Some("Masked".into()),
             sip_headers: vec![],
+            media: Default::default(),
         }
     }
     const KNOWN: Caller = Caller {

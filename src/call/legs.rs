@@ -604,6 +604,7 @@ Contact: sip:nq2@192.0.2.4;q=0.5\r\nContent-Length: 0\r\n\r\n";
                 ("X-Foo".into(), "bar\r\nVia: x".into()),
                 ("Via".into(), "not an X- header".into()),
             ],
+            media: Default::default(),
         }
     }
 

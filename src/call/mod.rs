@@ -26,7 +26,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::media::MediaConfig;
+use crate::media::audio::{AudioLoader, Clip};
 use crate::media::config::ValidMediaConfig;
+use crate::media::player::Pacer;
 use crate::media::ports::PortPool;
 use crate::media::relay::Side;
 use crate::sip::config::ValidSipConfig;
@@ -47,6 +49,36 @@ pub(crate) struct Ctx {
     pub draining: AtomicBool,
     /// Cancelled when the drain time is over: every call hangs up.
     pub hangup_all: CancellationToken,
+    /// Fetches and caches announcements.
+    pub audio: Arc<AudioLoader>,
+    /// Paces every generated stream.
+    pub pacer: Arc<Pacer>,
+    /// Music on hold, decoded at start.
+    pub moh: Arc<Clip>,
+}
+
+/// The built-in music on hold (`scripts/make-moh.py`, CC0).
+const BUILTIN_MOH: &[u8] = include_bytes!("../../assets/moh.wav");
+
+/// Pacing tasks for generated media (docs/performance.md).
+const PACER_SHARDS: usize = 4;
+
+/// Loads the music on hold: the configured source, or the built-in piece
+/// when none is set or it cannot be loaded (logged).
+async fn load_moh(audio: &AudioLoader, source: &str) -> Arc<Clip> {
+    if !source.trim().is_empty()
+        && let Ok(c) = audio.load(source).await
+    {
+        return c;
+    }
+    let bytes = BUILTIN_MOH.to_vec();
+    match tokio::task::spawn_blocking(move || crate::media::audio::decode(bytes, Some("wav"))).await
+    {
+        Ok(Ok(c)) => Arc::new(c),
+        _ => Arc::new(Clip {
+            samples: vec![0; 8000],
+        }),
+    }
 }
 
 /// A running SIP core.
@@ -100,7 +132,15 @@ pub async fn start(
         .transport_layer
         .set_stream_idle_timeout(Duration::ZERO);
     let incoming = endpoint.incoming_transactions()?;
+    let audio = Arc::new(
+        AudioLoader::new(media.fetch.clone())
+            .map_err(|e| SipError::Config(format!("audio fetching: {e}")))?,
+    );
+    let moh = load_moh(&audio, &media.moh).await;
     let ctx = Arc::new(Ctx {
+        audio,
+        pacer: Pacer::start(PACER_SHARDS),
+        moh,
         pool: PortPool::new(media.low, media.high, media.bind_ip),
         cfg,
         media,

@@ -30,6 +30,17 @@ pub(crate) enum CallEvent {
     /// by the call), or the status it failed with (408: no final response
     /// within 64*T1; 503: not sent).
     Outcome(u64, Result<Box<Response>, u16>),
+    /// Mediator's own media for the call.
+    Media(MediaEvent),
+}
+
+/// Events of the call's generated media.
+pub(crate) enum MediaEvent {
+    /// The announcement was fetched and decoded, or could not be (`None`:
+    /// the call goes on without it).
+    AnnounceLoaded(Option<std::sync::Arc<crate::media::audio::Clip>>),
+    /// The announcement has played to its end.
+    AnnounceDone,
 }
 
 /// Call-ID to call task.

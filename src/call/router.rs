@@ -24,6 +24,46 @@ pub struct CallRoute {
     pub cnam: Option<String>,
     /// ("X-Foo", "value") from sip_header_X-Foo attributes.
     pub sip_headers: Vec<(String, String)>,
+    /// What the caller hears before the bridge, and DTMF after answer.
+    pub media: CallMedia,
+}
+
+/// The `ringback` attribute (docs/media.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Ringback {
+    /// Unset (or `true`): ringing, relayed 180 or an in-band tone.
+    #[default]
+    Ring,
+    /// `false`: silence until answer.
+    Silence,
+    /// `moh`: music on hold.
+    Music,
+    /// `passthrough`: B's 180/183 and early media as they come.
+    Passthrough,
+}
+
+impl Ringback {
+    /// From the attribute's value; unknown values ring.
+    pub fn parse(v: Option<&str>) -> Ringback {
+        match v.map(str::to_ascii_lowercase).as_deref() {
+            Some("false") => Ringback::Silence,
+            Some("moh") => Ringback::Music,
+            Some("passthrough") => Ringback::Passthrough,
+            _ => Ringback::Ring,
+        }
+    }
+}
+
+/// The media attributes of a binding.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallMedia {
+    /// `announce`: audio source (URL or local path) played to the caller
+    /// before the bridge.
+    pub announce: Option<String>,
+    /// `ringback`.
+    pub ringback: Ringback,
+    /// `dtmf`: digits sent to the B leg after it answers.
+    pub dtmf: Option<String>,
 }
 
 /// One finished (or failed) inbound call, for the call log.
@@ -106,6 +146,15 @@ pub struct StaticBinding {
     /// Extra `X-` headers, name to value.
     #[serde(default)]
     pub sip_headers: std::collections::BTreeMap<String, String>,
+    /// `announce` attribute.
+    #[serde(default)]
+    pub announce: Option<String>,
+    /// `ringback` attribute.
+    #[serde(default)]
+    pub ringback: Option<String>,
+    /// `dtmf` digits.
+    #[serde(default)]
+    pub dtmf: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,6 +221,11 @@ impl StaticRouter {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            media: CallMedia {
+                announce: b.announce.clone(),
+                ringback: Ringback::parse(b.ringback.as_deref()),
+                dtmf: b.dtmf.clone(),
+            },
         }
     }
 }

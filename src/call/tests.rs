@@ -26,6 +26,9 @@ fn router() -> Arc<StaticRouter> {
         fix_anonymous_cid: false,
         cnam: None,
         sip_headers: Default::default(),
+        announce: None,
+        ringback: None,
+        dtmf: None,
     }]))
 }
 
@@ -55,6 +58,7 @@ async fn start_core(
             advertised_ip: "127.0.0.1".into(),
             rtp_ports: "42100-42199".into(),
             bind_ip: "127.0.0.1".parse().expect("ip"),
+            ..MediaConfig::default()
         };
         match start(sip, media, router.clone(), shutdown.clone()).await {
             Ok(h) => return (h, port),

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use super::MediaError;
+use super::audio::FetchRules;
 
 /// Media settings; mirrors the `[media]` section of `config/mediator.toml`.
 #[derive(Debug, Clone)]
@@ -15,6 +16,11 @@ pub struct MediaConfig {
     /// Local address the RTP sockets bind to (not in the file contract;
     /// `0.0.0.0` by default).
     pub bind_ip: IpAddr,
+    /// How audio sources are fetched and cached.
+    pub fetch: FetchRules,
+    /// Music on hold: an audio source, or empty for the built-in piece
+    /// (`assets/moh.wav`).
+    pub moh: String,
 }
 
 impl Default for MediaConfig {
@@ -23,6 +29,8 @@ impl Default for MediaConfig {
             advertised_ip: "127.0.0.1".into(),
             rtp_ports: "20000-29999".into(),
             bind_ip: IpAddr::from([0, 0, 0, 0]),
+            fetch: FetchRules::default(),
+            moh: String::new(),
         }
     }
 }
@@ -38,6 +46,10 @@ pub struct ValidMediaConfig {
     pub high: u16,
     /// Bind address.
     pub bind_ip: IpAddr,
+    /// How audio sources are fetched and cached.
+    pub fetch: FetchRules,
+    /// Music-on-hold source; empty: built in.
+    pub moh: String,
 }
 
 impl MediaConfig {
@@ -55,6 +67,8 @@ impl MediaConfig {
             low,
             high,
             bind_ip: self.bind_ip,
+            fetch: self.fetch.clone(),
+            moh: self.moh.clone(),
         })
     }
 }

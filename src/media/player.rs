@@ -53,6 +53,8 @@ struct Stream {
     state: Mutex<State>,
     stopped: AtomicBool,
     done: watch::Sender<bool>,
+    /// Release the leg's hold when the source has played to its end.
+    release: bool,
 }
 
 impl Stream {
@@ -73,6 +75,9 @@ impl Stream {
             _ => false,
         };
         if finished {
+            if self.release {
+                self.outlet.hold(false);
+            }
             let _ = self.done.send(true);
             return false;
         }
@@ -138,6 +143,12 @@ impl Playback {
         let _ = self.done.wait_for(|d| *d).await;
     }
 
+    /// A receiver that turns `true` when the source has played to its end
+    /// (and errs if it is stopped first).
+    pub fn done_signal(&self) -> watch::Receiver<bool> {
+        self.done.clone()
+    }
+
     /// Whether the source has played to its end.
     pub fn is_finished(&self) -> bool {
         *self.done.borrow()
@@ -185,6 +196,17 @@ impl Pacer {
     /// Starts playing `source` out of `outlet`; the first packet goes out
     /// at the next tick of its shard.
     pub fn play(&self, outlet: Outlet, source: Source) -> Playback {
+        self.spawn_stream(outlet, source, false)
+    }
+
+    /// As [`Pacer::play`], and the leg's hold ([`Outlet::hold`]) is
+    /// released when the source has played to its end (DTMF: relayed
+    /// media resumes after the digits).
+    pub fn play_then_release(&self, outlet: Outlet, source: Source) -> Playback {
+        self.spawn_stream(outlet, source, true)
+    }
+
+    fn spawn_stream(&self, outlet: Outlet, source: Source, release: bool) -> Playback {
         let (done, rx) = watch::channel(false);
         let stream = Arc::new(Stream {
             outlet,
@@ -195,6 +217,7 @@ impl Pacer {
             }),
             stopped: AtomicBool::new(false),
             done,
+            release,
         });
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
         self.active.fetch_add(1, Ordering::Relaxed);
@@ -263,7 +286,7 @@ mod tests {
 
     #[tokio::test]
     async fn clip_plays_once_then_finishes() {
-        let (relay, pa, _pool) = setup(42100).await;
+        let (relay, pa, _pool) = setup(42040).await;
         let pacer = Pacer::start(2);
         let clip = Arc::new(Clip {
             samples: vec![8000; 400], // 50 ms: three packets, the last short-filled
@@ -296,7 +319,7 @@ mod tests {
 
     #[tokio::test]
     async fn dtmf_events_share_a_timestamp() {
-        let (relay, pa, _pool) = setup(42120).await;
+        let (relay, pa, _pool) = setup(42060).await;
         let pacer = Pacer::start(1);
         let slots = crate::media::dtmf::schedule("7").expect("valid");
         let mut p = pacer.play(relay.outlet(Side::A), Source::Dtmf(slots));
@@ -323,7 +346,7 @@ mod tests {
 
     #[tokio::test]
     async fn stopping_drops_the_stream() {
-        let (relay, pa, _pool) = setup(42140).await;
+        let (relay, pa, _pool) = setup(42080).await;
         let pacer = Pacer::start(1);
         let p = pacer.play(relay.outlet(Side::A), Source::Silence);
         let first = recv(&pa).await;

@@ -362,6 +362,13 @@ pub struct Outlet {
 }
 
 impl Outlet {
+    /// Holds or releases RTP relayed towards this leg ([`Relay::hold`]).
+    pub fn hold(&self, held: bool) {
+        if let Ok(mut legs) = self.shared.legs.lock() {
+            legs[self.side.idx()].held = held;
+        }
+    }
+
     /// What the leg negotiated, once known.
     pub fn codec(&self) -> Option<LegCodec> {
         let legs = self.shared.legs.lock().ok()?;

@@ -179,7 +179,10 @@ impl TestServer {
             db,
             running: Some(running),
             base,
-            http: reqwest::Client::new(),
+            http: {
+                mediator::media::audio::install_tls_provider();
+                reqwest::Client::new()
+            },
         }
     }
 

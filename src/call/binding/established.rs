@@ -166,7 +166,9 @@ impl InboundCall {
                             self.end_other_fork(&r);
                         }
                     }
-                    Some(CallEvent::ACancel) | Some(CallEvent::BGone) => {}
+                    Some(CallEvent::ACancel)
+                    | Some(CallEvent::BGone)
+                    | Some(CallEvent::Media(_)) => {}
                     Some(CallEvent::Outcome(seq, result)) => {
                         if !self.on_outcome(seq, result) {
                             break;
