@@ -121,6 +121,9 @@ trap 'kill -- -"$FUZZ_PID" 2>/dev/null || true' EXIT
 # Last line "N passed, M failed"; non-zero exit on any failure (set -e).
 MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/run-sip-tests.sh
 
+log "media: announcements, ring-back, music on hold, DTMF (sip-tests/media/run.sh)"
+MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/media/run.sh
+
 log "SIP over TCP framing and messages over the UDP size limit: sip-tests/tcp-framing/run.sh"
 MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/tcp-framing/run.sh
 
