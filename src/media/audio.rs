@@ -553,18 +553,7 @@ mod tests {
             .collect()
     }
 
-    /// Power of `hz` in `x` (Goertzel), normalised by length.
-    fn goertzel(x: &[i16], hz: f32) -> f32 {
-        let w = 2.0 * std::f32::consts::PI * hz / RATE as f32;
-        let c = 2.0 * w.cos();
-        let (mut s1, mut s2) = (0f32, 0f32);
-        for &v in x {
-            let s = v as f32 / 32768.0 + c * s1 - s2;
-            s2 = s1;
-            s1 = s;
-        }
-        (s1 * s1 + s2 * s2 - c * s1 * s2) / (x.len() as f32).powi(2)
-    }
+    use crate::media::tones::tests::power as goertzel;
 
     #[test]
     fn addresses() {

@@ -158,10 +158,12 @@ fn ms_samples(ms: u32) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn power(x: &[i16], hz: f32) -> f32 {
+    /// Power of `hz` in `x` (Goertzel), normalised by length; shared
+    /// by the media unit tests.
+    pub(crate) fn power(x: &[i16], hz: f32) -> f32 {
         let w = 2.0 * std::f32::consts::PI * hz / RATE as f32;
         let c = 2.0 * w.cos();
         let (mut s1, mut s2) = (0f32, 0f32);
