@@ -4,7 +4,9 @@
 
 use async_trait::async_trait;
 
-use crate::call::router::{CallMedia, CallRecord, CallRoute, CallRouter, Ringback, RouterError};
+use crate::call::router::{
+    CallMedia, CallRecord, CallRoute, CallRouter, DialoutRecord, Ringback, RouterError,
+};
 use crate::model::attributes::flag;
 use crate::model::binding::Binding;
 use crate::model::now_ms;
@@ -102,5 +104,11 @@ impl CallRouter for StoreRouter {
             .insert_call_as(&r.call_sid, &detail)
             .await
             .map_err(router_error)
+    }
+
+    /// Placeholder until the store keeps dialout outcomes (issue 6): logs.
+    async fn finish_dialout(&self, r: DialoutRecord) -> Result<(), RouterError> {
+        tracing::warn!(dialout = %r.dialout_sid, outcome = r.outcome.as_str(), "dialout outcome not stored yet");
+        Ok(())
     }
 }

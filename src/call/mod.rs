@@ -9,6 +9,7 @@ pub mod router;
 pub mod session_timer;
 
 mod binding;
+pub mod dialout;
 mod registry;
 pub mod retry;
 #[cfg(test)]
@@ -104,10 +105,32 @@ impl SipHandle {
         move || (ctx.registry.active(), ctx.pool.in_use())
     }
 
+    /// A handle that places dialouts on this core (issue 6).
+    pub fn dialer(&self) -> Dialer {
+        Dialer {
+            ctx: self.ctx.clone(),
+        }
+    }
+
     /// Waits until the core has stopped: after the shutdown signal, when
     /// every call has ended or the drain time has passed.
     pub async fn stopped(self) {
         let _ = self.done.await;
+    }
+}
+
+/// Places dialouts (two-stage outbound calls) on a running SIP core.
+#[derive(Clone)]
+pub struct Dialer {
+    ctx: Arc<Ctx>,
+}
+
+impl Dialer {
+    /// Starts the two-stage call of `dialout` in a task of its own and
+    /// returns at once; the task ends with the call, after it has reported
+    /// the outcome through [`router::CallRouter::finish_dialout`].
+    pub fn place(&self, dialout: crate::model::dialout::Dialout) -> JoinHandle<()> {
+        tokio::spawn(dialout::run(self.ctx.clone(), dialout))
     }
 }
 

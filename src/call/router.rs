@@ -93,6 +93,74 @@ pub struct CallRecord {
     pub hangup_side: Option<String>,
 }
 
+/// How a dialout ended: one value per outcome the call detail record
+/// keeps (issue 6; docs/call-flows.md, "Dialouts").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialoutOutcome {
+    /// Both parties answered and were bridged.
+    Connected,
+    /// Stage one answered busy (486, 600).
+    StageOneBusy,
+    /// Stage one did not answer: no final response before the ring
+    /// timeout, or 408/480/487.
+    StageOneNoAnswer,
+    /// Stage one's INVITE failed otherwise (another 3xx-6xx, an
+    /// unreachable trunk, a challenge we cannot answer).
+    StageOneFailed,
+    /// Stage one answered but did not press 1 (`use_call_confirmation`).
+    NotConfirmed,
+    /// Stage one hung up before stage two answered.
+    StageOneHungUp,
+    /// Stage two answered busy (486, 600).
+    StageTwoBusy,
+    /// Stage two did not answer.
+    StageTwoNoAnswer,
+    /// Stage two's INVITE failed otherwise.
+    StageTwoFailed,
+    /// Ended by Mediator before the bridge (shutdown, drain).
+    Cancelled,
+    /// Due while no process ran, and older than the allowed lateness when
+    /// one started: never placed.
+    Missed,
+}
+
+impl DialoutOutcome {
+    /// The name stored in the call detail record's `outcome` and shown by
+    /// `GET /calls`: `connected`, `stage_one_busy`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DialoutOutcome::Connected => "connected",
+            DialoutOutcome::StageOneBusy => "stage_one_busy",
+            DialoutOutcome::StageOneNoAnswer => "stage_one_no_answer",
+            DialoutOutcome::StageOneFailed => "stage_one_failed",
+            DialoutOutcome::NotConfirmed => "not_confirmed",
+            DialoutOutcome::StageOneHungUp => "stage_one_hung_up",
+            DialoutOutcome::StageTwoBusy => "stage_two_busy",
+            DialoutOutcome::StageTwoNoAnswer => "stage_two_no_answer",
+            DialoutOutcome::StageTwoFailed => "stage_two_failed",
+            DialoutOutcome::Cancelled => "cancelled",
+            DialoutOutcome::Missed => "missed",
+        }
+    }
+}
+
+/// One dialout that has ended, for the call log: its outcome and a record
+/// per leg that was attempted (stage one first, then stage two; none when
+/// [`DialoutOutcome::Missed`]). In each leg record `number_src` is the
+/// number presented to that leg, `number_dst` the party called,
+/// `number_redirect` the dialout's redirect DID, `binding_sid` `None`.
+#[derive(Debug, Clone)]
+pub struct DialoutRecord {
+    /// The dialout's SID.
+    pub dialout_sid: String,
+    /// Its account.
+    pub account_sid: String,
+    /// How it ended.
+    pub outcome: DialoutOutcome,
+    /// Stage one's record, then stage two's (when it was called).
+    pub legs: Vec<CallRecord>,
+}
+
 /// Errors a router may return; call control answers the caller 500 (or
 /// 503 when `Unavailable`).
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +184,11 @@ pub trait CallRouter: Send + Sync + 'static {
     ) -> Result<Option<CallRoute>, RouterError>;
     /// Stores a call record at the end of a call.
     async fn record_call(&self, record: CallRecord) -> Result<(), RouterError>;
+    /// Stores the records of a dialout that has ended and removes the
+    /// dialout from the scheduled ones (the reference: a dialout is not
+    /// kept once the parties are connected; one that failed has begun and
+    /// can no longer be changed either).
+    async fn finish_dialout(&self, record: DialoutRecord) -> Result<(), RouterError>;
 }
 
 /// One binding in a [`StaticRouter`] file.
@@ -170,6 +243,7 @@ struct StaticFile {
 pub struct StaticRouter {
     bindings: Mutex<Vec<StaticBinding>>,
     records: Mutex<Vec<CallRecord>>,
+    dialouts: Mutex<Vec<DialoutRecord>>,
     records_path: Option<PathBuf>,
 }
 
@@ -179,6 +253,7 @@ impl StaticRouter {
         StaticRouter {
             bindings: Mutex::new(bindings),
             records: Mutex::new(Vec::new()),
+            dialouts: Mutex::new(Vec::new()),
             records_path: None,
         }
     }
@@ -201,6 +276,11 @@ impl StaticRouter {
     pub fn with_records_file(mut self, path: PathBuf) -> Self {
         self.records_path = Some(path);
         self
+    }
+
+    /// The dialouts finished so far.
+    pub fn dialouts(&self) -> Vec<DialoutRecord> {
+        self.dialouts.lock().map(|d| d.clone()).unwrap_or_default()
     }
 
     /// The records stored so far.
@@ -295,6 +375,19 @@ impl CallRouter for StaticRouter {
                 .map_err(|e| RouterError::Other(format!("{}: {e}", path.display())))?;
         }
         self.records
+            .lock()
+            .map_err(|_| RouterError::Other("poisoned".into()))?
+            .push(record);
+        Ok(())
+    }
+
+    /// Keeps each leg's record like [`CallRouter::record_call`]; the
+    /// outcome is kept in [`StaticRouter::dialouts`].
+    async fn finish_dialout(&self, record: DialoutRecord) -> Result<(), RouterError> {
+        for leg in record.legs.clone() {
+            self.record_call(leg).await?;
+        }
+        self.dialouts
             .lock()
             .map_err(|_| RouterError::Other("poisoned".into()))?
             .push(record);
