@@ -172,12 +172,21 @@ pub struct Pacer {
 
 impl Pacer {
     /// Starts `shards` pacing tasks (at least one) on the current runtime.
+    ///
+    /// The shards tick out of phase, shard `i` at `i * 20 ms / shards`
+    /// into each 20 ms period: their bursts of packets do not compete for
+    /// the runtime's threads, so the order (and thus each stream's offset
+    /// in its period) stays the same from one tick to the next and adds no
+    /// jitter at the receiver (docs/performance.md, "Generated media").
     pub fn start(shards: usize) -> Arc<Pacer> {
         let active = Arc::new(AtomicUsize::new(0));
-        let shards = (0..shards.max(1))
-            .map(|_| {
+        let n = shards.max(1);
+        let t0 = tokio::time::Instant::now();
+        let shards = (0..n)
+            .map(|i| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(shard(rx, active.clone()));
+                let phase = PTIME * u32::try_from(i).unwrap_or(0) / u32::try_from(n).unwrap_or(1);
+                tokio::spawn(shard(rx, active.clone(), t0 + phase));
                 tx
             })
             .collect();
@@ -228,9 +237,13 @@ impl Pacer {
     }
 }
 
-async fn shard(mut rx: mpsc::UnboundedReceiver<Paced>, active: Arc<AtomicUsize>) {
+async fn shard(
+    mut rx: mpsc::UnboundedReceiver<Paced>,
+    active: Arc<AtomicUsize>,
+    first: tokio::time::Instant,
+) {
     let mut streams: Vec<Paced> = Vec::new();
-    let mut clock = tokio::time::interval(PTIME);
+    let mut clock = tokio::time::interval_at(first, PTIME);
     clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     loop {
         tokio::select! {
