@@ -76,6 +76,9 @@ pub struct Config {
     /// callback URLs.
     #[serde(default)]
     pub callbacks: CallbacksConfig,
+    /// `[dialouts]`: the dialout scheduler.
+    #[serde(default)]
+    pub dialouts: DialoutsConfig,
     /// `[metrics]`: the Prometheus endpoint.
     #[serde(default)]
     pub metrics: MetricsConfig,
@@ -143,6 +146,69 @@ impl Default for CallbacksConfig {
             timeout_secs: default_callback_timeout_secs(),
             poll_ms: default_poll_ms(),
             concurrency: default_callback_concurrency(),
+        }
+    }
+}
+
+/// `[dialouts]` section: the scheduler that starts dialouts when they are
+/// due (see `docs/dialouts.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DialoutsConfig {
+    /// Whether this node starts dialouts; `false`: it serves the API (and
+    /// calls) but leaves dialouts to other nodes on the same database.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How often the store is polled for due dialouts (those of other
+    /// nodes, and as a safety net for this node's own), in milliseconds.
+    /// Dialouts created or changed through this node's API wake the
+    /// scheduler at once, and a sleeping scheduler wakes when the next
+    /// dialout it knows of is due.
+    #[serde(default = "default_dialout_poll_ms")]
+    pub poll_ms: u64,
+    /// A due dialout claimed more than this many seconds after its time
+    /// (the server was down) is not placed: it is recorded with outcome
+    /// `missed` and removed.
+    #[serde(default = "default_max_lateness_secs")]
+    pub max_lateness_secs: u64,
+    /// A dialout claimed (state `started`) this many seconds ago whose call
+    /// never reported an end (its node died) is recorded with outcome
+    /// `cancelled` and removed; it is never placed again.
+    #[serde(default = "default_stale_started_secs")]
+    pub stale_started_secs: u64,
+    /// Most dialouts claimed in one statement.
+    #[serde(default = "default_dialout_batch")]
+    pub batch: u32,
+    /// This node's name in `dialouts.claimed_by`; empty: `<hostname>-<pid>`.
+    #[serde(default)]
+    pub node_id: String,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_dialout_poll_ms() -> u64 {
+    1000
+}
+fn default_max_lateness_secs() -> u64 {
+    300
+}
+fn default_stale_started_secs() -> u64 {
+    86_400
+}
+fn default_dialout_batch() -> u32 {
+    200
+}
+
+impl Default for DialoutsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            poll_ms: default_dialout_poll_ms(),
+            max_lateness_secs: default_max_lateness_secs(),
+            stale_started_secs: default_stale_started_secs(),
+            batch: default_dialout_batch(),
+            node_id: String::new(),
         }
     }
 }
@@ -584,6 +650,15 @@ impl Config {
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
         }
+        if self.dialouts.poll_ms == 0 {
+            return Err(invalid("dialouts.poll_ms", "must be at least 1"));
+        }
+        if self.dialouts.batch == 0 {
+            return Err(invalid("dialouts.batch", "must be at least 1"));
+        }
+        if self.dialouts.stale_started_secs == 0 {
+            return Err(invalid("dialouts.stale_started_secs", "must be at least 1"));
+        }
         if self.bindings.expiry_sweep_secs == 0 {
             return Err(invalid("bindings.expiry_sweep_secs", "must be at least 1"));
         }
@@ -639,6 +714,7 @@ fn apply_env(
         "database",
         "bindings",
         "callbacks",
+        "dialouts",
         "metrics",
         "log",
     ];

@@ -86,29 +86,48 @@ impl CallRouter for StoreRouter {
 
     async fn record_call(&self, r: CallRecord) -> Result<(), RouterError> {
         crate::metrics::call_recorded(r.sip_status);
-        let detail = CallDetail {
-            binding_sid: r.binding_sid,
-            kind: "binding".into(),
-            direction: "inbound".into(),
-            number_src: r.number_src,
-            number_dst: r.number_dst,
-            number_redirect: r.number_redirect,
-            date_start: r.date_start.timestamp_millis(),
-            date_answer: r.date_answer.map(|t| t.timestamp_millis()),
-            date_stop: r.date_stop.timestamp_millis(),
-            duration: r.duration_secs,
-            sip_status: r.sip_status,
-            hangup_side: r.hangup_side,
-        };
+        let sid = r.call_sid.clone();
+        let detail = detail_of(r, "binding", "inbound");
         self.store
-            .insert_call_as(&r.call_sid, &detail)
+            .insert_call_as(&sid, &detail)
             .await
             .map_err(router_error)
     }
 
-    /// Placeholder until the store keeps dialout outcomes (issue 6): logs.
+    /// Stores each leg's record with the dialout's SID and outcome and
+    /// removes the dialout, in one transaction
+    /// ([`Store::finish_dialout`]).
     async fn finish_dialout(&self, r: DialoutRecord) -> Result<(), RouterError> {
-        tracing::warn!(dialout = %r.dialout_sid, outcome = r.outcome.as_str(), "dialout outcome not stored yet");
-        Ok(())
+        let legs: Vec<(String, CallDetail)> = r
+            .legs
+            .into_iter()
+            .map(|l| {
+                crate::metrics::call_recorded(l.sip_status);
+                let sid = l.call_sid.clone();
+                (sid, detail_of(l, "dialout", "outbound"))
+            })
+            .collect();
+        self.store
+            .finish_dialout(&r.dialout_sid, &r.account_sid, r.outcome.as_str(), &legs)
+            .await
+            .map_err(router_error)
+    }
+}
+
+/// The stored shape of a call's record.
+fn detail_of(r: CallRecord, kind: &str, direction: &str) -> CallDetail {
+    CallDetail {
+        binding_sid: r.binding_sid,
+        kind: kind.into(),
+        direction: direction.into(),
+        number_src: r.number_src,
+        number_dst: r.number_dst,
+        number_redirect: r.number_redirect,
+        date_start: r.date_start.timestamp_millis(),
+        date_answer: r.date_answer.map(|t| t.timestamp_millis()),
+        date_stop: r.date_stop.timestamp_millis(),
+        duration: r.duration_secs,
+        sip_status: r.sip_status,
+        hangup_side: r.hangup_side,
     }
 }

@@ -246,6 +246,20 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     };
     sip_ready.store(true, std::sync::atomic::Ordering::SeqCst);
     crate::metrics::set_gauge_source(sip.gauges());
+    if config.dialouts.enabled {
+        let dialer = sip.dialer();
+        let schedule = scheduler::DialoutSchedule::from_config(&config.dialouts);
+        tracing::info!(node = %schedule.node, "dialout scheduler started");
+        tasks.push(tokio::spawn(scheduler::run_dialouts(
+            store.clone(),
+            schedule,
+            move |d| {
+                // The call runs in its own task and records its outcome.
+                drop(dialer.place(d));
+            },
+            sip_shutdown.clone(),
+        )));
+    }
     tracing::info!(
         api = %api_addr,
         sip = %config.sip.listen.join(","),

@@ -110,7 +110,7 @@ fn error_responses(codes: &[&str]) -> Map<String, Value> {
             "403" => "The account lacks a permission (hide_origination_did).",
             "404" => "No such object for this account.",
             "409" => {
-                "No free redirect DID, an ambiguous redirect DID, or a number already in a scheduled dialout."
+                "No free redirect DID, an ambiguous redirect DID, a number already in a scheduled dialout, or a dialout that has begun (it can no longer be changed or deleted)."
             }
             "413" => "Body over 1 MiB.",
             "415" => "Body not application/json.",
@@ -229,7 +229,11 @@ fn member(name: &str, schema: &str, writable: bool) -> Value {
             vec![sid_param()],
             None,
             ("204", Value::Null),
-            &["401", "404", "503"],
+            if name == "dialout" {
+                &["401", "404", "409", "503"]
+            } else {
+                &["401", "404", "503"]
+            },
         );
     }
     item
@@ -270,9 +274,11 @@ pub fn document() -> Value {
                 json!({"type": "object", "additionalProperties": true}),
             ),
             ("date_talk", nullable.clone()),
+            ("dialout_sid", nullable.clone()),
             ("dtmf", nullable.clone()),
             ("duration", int.clone()),
             ("hangup_side", nullable.clone()),
+            ("outcome", nullable.clone()),
             ("reference_sid", nullable.clone()),
             ("sip_status", int.clone()),
         ],

@@ -424,7 +424,7 @@ async fn change_dialout(
     };
     let cur = st
         .store
-        .get_dialout(&acc.account_sid, sid)
+        .dialout_to_change(&acc.account_sid, sid)
         .await
         .map_err(map_nf("dialout"))?;
     let cur_json = cur.to_json(now_ms());

@@ -43,6 +43,12 @@ pub struct Call {
     pub hangup_side: Option<String>,
     /// The binding's or dialout's attributes at the end of the call.
     pub attributes: Map<String, Value>,
+    /// The dialout this leg belongs to (`type` `dialout`), else `None`.
+    pub dialout_sid: Option<String>,
+    /// How the dialout ended (`connected`, `stage_one_busy`, ..., `missed`;
+    /// see `docs/dialouts.md`), on every leg of a dialout; `None` for
+    /// binding calls.
+    pub outcome: Option<String>,
 }
 
 impl Call {
@@ -56,6 +62,7 @@ impl Call {
             "date_start": format_time(self.date_start),
             "date_stop": format_time(self.date_stop),
             "date_talk": self.date_talk.map(format_time),
+            "dialout_sid": self.dialout_sid,
             "direction": self.direction,
             "dtmf": self.dtmf,
             "duration": self.duration,
@@ -63,6 +70,7 @@ impl Call {
             "number_dst": self.number_dst,
             "number_redirect": self.number_redirect,
             "number_src": self.number_src,
+            "outcome": self.outcome,
             "reference_sid": self.reference_sid,
             "sip_status": self.sip_status,
             "type": self.kind,
@@ -78,6 +86,7 @@ pub const FIELDS: &[&str] = &[
     "date_start",
     "date_stop",
     "date_talk",
+    "dialout_sid",
     "direction",
     "dtmf",
     "duration",
@@ -85,6 +94,7 @@ pub const FIELDS: &[&str] = &[
     "number_dst",
     "number_redirect",
     "number_src",
+    "outcome",
     "reference_sid",
     "sip_status",
     "type",

@@ -285,15 +285,15 @@ impl Store {
 }
 
 /// Columns a [`Call`] is read from (table alias `c`).
-const CALL_COLUMNS: &str = "c.call_sid, c.account_sid, c.binding_sid, c.type, c.direction, c.number_src, \
+const CALL_COLUMNS: &str = "c.call_sid, c.account_sid, COALESCE(c.binding_sid, c.dialout_sid) AS reference_sid, c.type, c.direction, c.number_src, \
      c.number_dst, c.number_redirect, c.date_start, c.date_answer, c.date_stop, c.duration, c.sip_status, \
-     c.hangup_side, c.dtmf, c.attributes";
+     c.hangup_side, c.dtmf, c.attributes, c.dialout_sid, c.outcome";
 
 fn map_call(r: &AnyRow) -> Result<Call> {
     Ok(Call {
         call_sid: r.try_get("call_sid")?,
         account_sid: r.try_get("account_sid")?,
-        reference_sid: r.try_get("binding_sid")?,
+        reference_sid: r.try_get("reference_sid")?,
         kind: r.try_get("type")?,
         direction: r.try_get("direction")?,
         number_src: r.try_get("number_src")?,
@@ -307,6 +307,8 @@ fn map_call(r: &AnyRow) -> Result<Call> {
         sip_status: u16::try_from(r.try_get::<i32, _>("sip_status")?).unwrap_or(0),
         hangup_side: r.try_get("hangup_side")?,
         attributes: super::json_map(r, "attributes")?,
+        dialout_sid: r.try_get("dialout_sid")?,
+        outcome: r.try_get("outcome")?,
     })
 }
 
@@ -333,6 +335,7 @@ pub const LIST: ListSpec = ListSpec {
         field("date_start", "c.date_start", Kind::Time, false),
         field("date_stop", "c.date_stop", Kind::Time, false),
         field("date_talk", "c.date_answer", Kind::Time, true),
+        field("dialout_sid", "c.dialout_sid", Kind::Text, true),
         field("direction", "c.direction", Kind::Text, false),
         field("dtmf", "c.dtmf", Kind::Text, true),
         field("duration", "c.duration", Kind::Int, false),
@@ -340,7 +343,13 @@ pub const LIST: ListSpec = ListSpec {
         field("number_dst", "c.number_dst", Kind::Phone, false),
         field("number_redirect", "c.number_redirect", Kind::Phone, false),
         field("number_src", "c.number_src", Kind::Phone, false),
-        field("reference_sid", "c.binding_sid", Kind::Text, true),
+        field("outcome", "c.outcome", Kind::Text, true),
+        field(
+            "reference_sid",
+            "COALESCE(c.binding_sid, c.dialout_sid)",
+            Kind::Text,
+            true,
+        ),
         field("sip_status", "c.sip_status", Kind::Int, false),
         field("type", "c.type", Kind::Text, false),
     ],

@@ -9,7 +9,8 @@
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::list::{FieldSpec, Kind, ListQuery, ListSpec, Page};
+use super::calls::CallDetail;
+use super::list::{Dialect, FieldSpec, Kind, ListQuery, ListSpec, Page};
 use super::{Result, Store, StoreError, WriteTx, json_map};
 use crate::model::dialout::{Dialout, DialoutDraft};
 use crate::model::phone::PhoneNumber;
@@ -128,6 +129,7 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound)?;
         tx.commit().await?;
+        self.dialout_notify.notify_one();
         Ok(created)
     }
 
@@ -137,6 +139,19 @@ impl Store {
         fetch(&mut conn, account_sid, sid)
             .await?
             .ok_or(StoreError::NotFound)
+    }
+
+    /// The scheduled dialout `sid` of the account, to be changed.
+    ///
+    /// Errors: [`StoreError::Conflict`] on `dialout_sid`, naming the state,
+    /// when the dialout has begun (claimed by a scheduler: it can no longer
+    /// be changed); [`StoreError::NotFound`] when there is none.
+    pub async fn dialout_to_change(&self, account_sid: &str, sid: &str) -> Result<Dialout> {
+        let mut conn = self.pool.acquire().await?;
+        match fetch(&mut conn, account_sid, sid).await? {
+            Some(d) => Ok(d),
+            None => Err(not_scheduled(&mut conn, account_sid, sid).await),
+        }
     }
 
     /// The API's dialout list.
@@ -158,9 +173,9 @@ impl Store {
     ) -> Result<Dialout> {
         let mut tx = self.begin_write(account_sid).await?;
         let now = now_ms();
-        let current = fetch(tx.conn(), account_sid, sid)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let Some(current) = fetch(tx.conn(), account_sid, sid).await? else {
+            return Err(not_scheduled(tx.conn(), account_sid, sid).await);
+        };
         let redirect = draft
             .redirect_did
             .clone()
@@ -170,7 +185,7 @@ impl Store {
             Some(d) => now + d * 1000,
             None => current.fire_at,
         };
-        sqlx::query(
+        let done = sqlx::query(
             "UPDATE dialouts SET redirect_did = $1, stage_one_destination_did = $2, stage_two_destination_did = $3, \
              attributes = $4, fire_at = $5 WHERE dialout_sid = $6 AND account_sid = $7 AND state = 'scheduled'",
         )
@@ -183,10 +198,15 @@ impl Store {
         .bind(account_sid)
         .execute(tx.conn())
         .await?;
+        if done.rows_affected() == 0 {
+            // Claimed by a scheduler between the read and the write.
+            return Err(not_scheduled(tx.conn(), account_sid, sid).await);
+        }
         let updated = fetch(tx.conn(), account_sid, sid)
             .await?
             .ok_or(StoreError::NotFound)?;
         tx.commit().await?;
+        self.dialout_notify.notify_one();
         Ok(updated)
     }
 
@@ -199,9 +219,191 @@ impl Store {
             .execute(&self.pool)
             .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+            let mut conn = self.pool.acquire().await?;
+            return Err(not_scheduled(&mut conn, account_sid, sid).await);
         }
         Ok(())
+    }
+
+    /// Claims at most `limit` scheduled dialouts due at `now_ms` for node
+    /// `node`: each moves to state `started` (with `claimed_by` and
+    /// `started_at`) in one conditional `UPDATE`, so that of several nodes
+    /// (or racing schedulers) exactly one gets each dialout; on PostgreSQL
+    /// the candidate rows are also locked with `FOR UPDATE SKIP LOCKED`, so
+    /// that nodes claiming at once take different rows instead of waiting
+    /// for each other. A `started` dialout is never claimed again. Oldest
+    /// `fire_at` first.
+    ///
+    /// Errors: [`StoreError::Unavailable`] and other database errors.
+    pub async fn claim_due_dialouts(
+        &self,
+        now_ms: i64,
+        node: &str,
+        limit: i64,
+    ) -> Result<Vec<Dialout>> {
+        let lock = match self.dialect {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE dialouts SET state = 'started', claimed_by = $2, started_at = $1 WHERE dialout_sid IN \
+             (SELECT dialout_sid FROM dialouts WHERE state = 'scheduled' AND fire_at <= $1 \
+             ORDER BY fire_at LIMIT $3{lock}) AND state = 'scheduled' AND fire_at <= $1 RETURNING {COLUMNS}"
+        );
+        let _w = self.writer().await;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(now_ms)
+            .bind(node.to_string())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        drop(_w);
+        let mut claimed = rows.iter().map(map).collect::<Result<Vec<_>>>()?;
+        claimed.sort_by(|a, b| (a.fire_at, &a.dialout_sid).cmp(&(b.fire_at, &b.dialout_sid)));
+        Ok(claimed)
+    }
+
+    /// When the next scheduled dialout is due (ms since the epoch), if any.
+    pub async fn next_dialout_due(&self) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT MIN(fire_at) FROM dialouts WHERE state = 'scheduled'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?)
+    }
+
+    /// Dialouts claimed (state `started`) before `before_ms` and still
+    /// there: their call never reported an end, because the node that
+    /// claimed them died. Each is returned as (SID, account SID).
+    pub async fn stale_started_dialouts(&self, before_ms: i64) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT dialout_sid, account_sid FROM dialouts WHERE state = 'started' AND started_at < $1 \
+             ORDER BY started_at LIMIT 1000",
+        )
+        .bind(before_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Records the end of dialout `dialout_sid` and removes it, in one
+    /// transaction: one `calls` row per leg (`type` `dialout`, `direction`
+    /// `outbound`, with the dialout's SID, `outcome` and attributes), or,
+    /// when no leg was attempted (a missed dialout), one row for it with
+    /// `sip_status` 0, `number_src` and `number_redirect` its redirect DID,
+    /// `number_dst` its stage one, `date_start` its `fire_at`; then the
+    /// callback outbox rows of those records when the account has a
+    /// `callback_url`; then the dialout row is deleted (the API answers 404
+    /// for it from then on). Each leg is `(call SID, record)`; the leg's
+    /// `binding_sid`, `kind` and `direction` are not used.
+    ///
+    /// Errors: [`StoreError::Unavailable`] and other database errors; on an
+    /// error nothing is written.
+    pub async fn finish_dialout(
+        &self,
+        dialout_sid: &str,
+        account_sid: &str,
+        outcome: &str,
+        legs: &[(String, CallDetail)],
+    ) -> Result<()> {
+        let now = now_ms();
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let lock = match self.dialect {
+            Dialect::Postgres => " FOR UPDATE",
+            Dialect::Sqlite => "",
+        };
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT attributes FROM dialouts WHERE dialout_sid = $1{lock}"
+        )))
+        .bind(dialout_sid)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let attributes: String = match &row {
+            Some(r) => r.try_get(0)?,
+            None => "{}".into(),
+        };
+        for (sid, leg) in legs {
+            sqlx::query(
+                "INSERT INTO calls (call_sid, account_sid, binding_sid, type, direction, number_src, number_dst, \
+                 number_redirect, date_start, date_answer, date_stop, duration, sip_status, hangup_side, dtmf, \
+                 attributes, dialout_sid, outcome) \
+                 VALUES ($1, $2, NULL, 'dialout', 'outbound', $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12, $13, $14)",
+            )
+            .bind(sid.clone())
+            .bind(account_sid.to_string())
+            .bind(leg.number_src.clone())
+            .bind(leg.number_dst.clone())
+            .bind(leg.number_redirect.clone())
+            .bind(leg.date_start)
+            .bind(leg.date_answer)
+            .bind(leg.date_stop)
+            .bind(leg.duration)
+            .bind(i32::from(leg.sip_status))
+            .bind(leg.hangup_side.clone())
+            .bind(attributes.clone())
+            .bind(dialout_sid.to_string())
+            .bind(outcome.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if legs.is_empty() {
+            sqlx::query(
+                "INSERT INTO calls (call_sid, account_sid, binding_sid, type, direction, number_src, number_dst, \
+                 number_redirect, date_start, date_answer, date_stop, duration, sip_status, hangup_side, dtmf, \
+                 attributes, dialout_sid, outcome) \
+                 SELECT $1, account_sid, NULL, 'dialout', 'outbound', redirect_did, stage_one_destination_did, \
+                 redirect_did, fire_at, NULL, $2, 0, 0, 'system', NULL, attributes, dialout_sid, $3 \
+                 FROM dialouts WHERE dialout_sid = $4",
+            )
+            .bind(new_sid())
+            .bind(now)
+            .bind(outcome.to_string())
+            .bind(dialout_sid.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO callback_outbox (call_sid, account_sid, date_created, next_attempt_at, attempts) \
+             SELECT c.call_sid, c.account_sid, $1, $1, 0 FROM calls c JOIN accounts a ON a.account_sid = c.account_sid \
+             WHERE a.callback_url IS NOT NULL AND a.callback_url <> '' AND c.dialout_sid = $2 \
+             AND NOT EXISTS (SELECT 1 FROM callback_outbox o WHERE o.call_sid = c.call_sid)",
+        )
+        .bind(now)
+        .bind(dialout_sid.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM dialouts WHERE dialout_sid = $1")
+            .bind(dialout_sid.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        drop(_w);
+        self.outbox_notify.notify_one();
+        Ok(())
+    }
+}
+
+/// The error for a dialout that is not (or no longer) scheduled: a
+/// conflict naming its state when it has begun, else not found.
+async fn not_scheduled(conn: &mut sqlx::AnyConnection, account_sid: &str, sid: &str) -> StoreError {
+    let state =
+        sqlx::query("SELECT state FROM dialouts WHERE account_sid = $1 AND dialout_sid = $2")
+            .bind(account_sid)
+            .bind(sid)
+            .fetch_optional(&mut *conn)
+            .await;
+    match state {
+        Ok(Some(row)) => match row.try_get::<String, _>(0) {
+            Ok(state) => conflict(
+                "dialout_sid",
+                format!("dialout {sid} has begun (state {state}) and can no longer be changed"),
+            ),
+            Err(e) => e.into(),
+        },
+        Ok(None) => StoreError::NotFound,
+        Err(e) => e.into(),
     }
 }
 

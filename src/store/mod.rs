@@ -141,6 +141,9 @@ pub struct Store {
     pub(crate) insert_batcher: Option<bindings::InsertBatcher>,
     /// Woken when a call record (and maybe its callback) was written.
     pub(crate) outbox_notify: Arc<tokio::sync::Notify>,
+    /// Woken when a dialout was created or rescheduled (the dialout
+    /// scheduler waits on it, see [`crate::scheduler::run_dialouts`]).
+    pub(crate) dialout_notify: Arc<tokio::sync::Notify>,
 }
 
 /// A write serialised per account (see the module doc): in PostgreSQL a
@@ -238,6 +241,7 @@ impl Store {
         );
         let store = Store {
             outbox_notify: Arc::new(tokio::sync::Notify::new()),
+            dialout_notify: Arc::new(tokio::sync::Notify::new()),
             call_recorder,
             pool,
             dialect,
