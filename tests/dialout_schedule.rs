@@ -440,7 +440,67 @@ async fn stale_started_is_cancelled_once(b: Backend) {
     t.stop().await;
 }
 
+async fn racing_creates_sharing_a_number_in_any_field(b: Backend) {
+    let t = TestServer::start_with(b, account(20), |_| {}).await;
+    // Eighteen concurrent POSTs that all carry the account's DID
+    // 15162067000, as stage one, as stage two or as the redirect DID:
+    // exactly one may be scheduled; the others get 409 naming a field.
+    let shared = "15162067000";
+    let mut tasks = Vec::new();
+    for i in 0..18 {
+        let http = t.http.clone();
+        let url = format!("{}/dialouts", t.base);
+        let one = format!("1212777{i:04}");
+        let two = format!("1212778{i:04}");
+        let body = match i % 3 {
+            0 => {
+                json!({"stage_one_destination_did": shared, "stage_two_destination_did": two, "delay": 600})
+            }
+            1 => {
+                json!({"stage_one_destination_did": one, "stage_two_destination_did": shared, "delay": 600})
+            }
+            _ => json!({"stage_one_destination_did": one, "stage_two_destination_did": two,
+                        "redirect_did": shared, "delay": 600}),
+        };
+        tasks.push(tokio::spawn(async move {
+            let res = http
+                .post(url)
+                .basic_auth("disp", Some("disp-pw"))
+                .json(&body)
+                .send()
+                .await
+                .expect("sent");
+            let status = res.status();
+            let v: Value = res.json().await.expect("json");
+            (status, v)
+        }));
+    }
+    let (mut ok, mut conflict) = (0, 0);
+    for task in tasks {
+        let (status, v) = task.await.unwrap();
+        match status {
+            StatusCode::OK => ok += 1,
+            StatusCode::CONFLICT => {
+                conflict += 1;
+                assert_eq!(v["status"], 409);
+                assert!(
+                    v["body"]["errors"][0]["field"]
+                        .as_str()
+                        .is_some_and(|f| f.ends_with("_did")),
+                    "{v}"
+                );
+            }
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert_eq!((ok, conflict), (1, 17));
+    let (_, list) = t.get("disp", "/dialouts?limit=100").await;
+    assert_eq!(list["body"]["total"], 1);
+    t.stop().await;
+}
+
 on_both_stores!(
+    racing_creates_sharing_a_number_in_any_field,
     claims_are_exclusive,
     finish_records_legs_and_removes,
     delay_zero_fires_at_once_and_delayed_when_due,
