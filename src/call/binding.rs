@@ -6,11 +6,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rsipstack::sip::{Header, Method, Request, Response, SipMessage, Uri, prelude::HeadersExt};
+use rsipstack::sip::{Header, Method, Request, Response, SipMessage, Uri};
 use rsipstack::transaction::Transaction;
 use rsipstack::transaction::transaction::{TransactionEvent, TransactionEventSender};
 use rsipstack::transport::{SipAddr, SipConnection};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::mpsc::unbounded_channel;
 use tracing::{debug, info, warn};
 
 use super::Ctx;
@@ -25,17 +25,16 @@ use super::retry::{Retries, Retry};
 use super::router::{CallRecord, CallRoute};
 use crate::media::MediaError;
 use crate::media::relay::{Relay, Side};
-use crate::media::sdp::{self, AudioLine, LegCodec, Origin, ParsedSdp};
+use crate::media::sdp::{self, AudioLine, ParsedSdp};
 use crate::sip::config::Proto;
-use crate::sip::dialog::{LegDialog, final_response, send_request};
+use crate::sip::dialog::{final_response, send_request};
 use crate::sip::message::{
     call_id, code_of, max_forwards, new_call_id, new_tag, sdp_body, source_ip, via_proto,
 };
 use crate::sip::number::uri_number;
 
 mod early;
-mod established;
-use established::{LegClock, Pending};
+use super::bridge::Bridge;
 
 /// How long a TCP connect to the UDP trunk may take when a large INVITE is
 /// switched to TCP (RFC 3261 §18.1.1) before we send it over UDP instead.
@@ -220,40 +219,23 @@ async fn admit(ctx: Arc<Ctx>, tx: Box<Transaction>) -> Option<Box<InboundCall>> 
         )
     });
     Some(Box::new(InboundCall {
+        br: Bridge::new(ctx.clone(), events, events_tx),
         ctx,
         a_tag: new_tag(),
         invite: req,
         a_sender,
         a_conn,
-        events,
-        events_tx,
         guard,
         started: Utc::now(),
         setup: crate::metrics::SetupTimer::start(),
         answered: None,
-        stopped: None,
         route: None,
         caller,
         redirect,
         a_final: None,
-        hangup: None,
         max_forwards: mf - 1,
-        a_origin: Origin::new(),
-        b_origin: Origin::new(),
-        relay: None,
-        a_answer: None,
         b_leg: None,
-        a_dialog: None,
-        a_acked: false,
         a_offer: None,
-        a_codec: None,
-        b_sdp: None,
-        a_seen: None,
-        b_seen: None,
-        pending: None,
-        pending_seq: 0,
-        a_clock: LegClock::default(),
-        b_clock: LegClock::default(),
         a_reliable,
         held_answer: false,
         early: early::EarlyMedia::default(),
@@ -268,8 +250,6 @@ struct BLeg {
     provisional: bool,
     cancel_pending: bool,
     cancelled: bool,
-    dialog: Option<LegDialog>,
-    codec: Option<LegCodec>,
     /// What the INVITE was retried for so far.
     retries: Retries,
     /// Reliable 1xx seen from B (RFC 3262 §4).
@@ -285,46 +265,25 @@ struct InboundCall {
     invite: Request,
     a_sender: TransactionEventSender,
     a_conn: Option<SipConnection>,
-    events: UnboundedReceiver<CallEvent>,
-    events_tx: UnboundedSender<CallEvent>,
     guard: CallGuard,
     started: DateTime<Utc>,
     setup: crate::metrics::SetupTimer,
     answered: Option<DateTime<Utc>>,
-    stopped: Option<DateTime<Utc>>,
     route: Option<CallRoute>,
     caller: Caller,
     redirect: String,
     a_final: Option<u16>,
-    hangup: Option<&'static str>,
     max_forwards: u32,
-    a_origin: Origin,
-    b_origin: Origin,
-    relay: Option<Relay>,
-    a_answer: Option<String>,
     b_leg: Option<BLeg>,
-    a_dialog: Option<LegDialog>,
-    a_acked: bool,
     a_offer: Option<(ParsedSdp, AudioLine)>,
-    a_codec: Option<LegCodec>,
-    b_sdp: Option<String>,
-    /// Origin (session id, version) of the last description from A and
-    /// from B: an offer with the same origin changes nothing.
-    a_seen: Option<(u64, u64)>,
-    b_seen: Option<(u64, u64)>,
-    /// The offer or refresh we wait on (established phase).
-    pending: Option<Pending>,
-    /// Numbers our in-dialog requests, to match their outcomes.
-    pending_seq: u64,
-    /// RFC 4028 session timers of A's and B's dialogs.
-    a_clock: LegClock,
-    b_clock: LegClock,
     /// Our reliable 18x to A, when A requires 100rel (RFC 3262 §3).
     a_reliable: Option<ReliableUas>,
     /// B answered, and our 2xx to A waits for the PRACK of a reliable 18x.
     held_answer: bool,
     /// Mediator's own media (announcement, ring-back, DTMF).
     early: early::EarlyMedia,
+    /// What the legs share (media, dialogs, events), and the established phase.
+    br: Bridge,
 }
 
 /// What the event loop should do next.
@@ -358,12 +317,12 @@ impl InboundCall {
         if code >= 200 && self.a_final.is_none() {
             self.a_final = Some(code);
             if code >= 300 {
-                self.stopped = Some(Utc::now());
+                self.br.stopped = Some(Utc::now());
             }
         }
         let mut resp = resp;
         if code == 200
-            && let Some(t) = self.a_clock.timer
+            && let Some(t) = self.br.a_clock.timer
         {
             resp.headers.extend(t.response_headers());
         }
@@ -373,7 +332,7 @@ impl InboundCall {
     fn fail_a(&mut self, code: u16, side: &'static str) {
         if self.a_final.is_none() {
             self.respond_a(code, None);
-            self.hangup.get_or_insert(side);
+            self.br.hangup.get_or_insert(side);
         }
     }
 
@@ -407,7 +366,7 @@ impl InboundCall {
         let route = loop {
             tokio::select! {
                 r = &mut route_fut => break r,
-                ev = self.events.recv() => match ev {
+                ev = self.br.events.recv() => match ev {
                     Some(CallEvent::ACancel) => return self.fail_a(487, "caller"),
                     Some(CallEvent::AGone) | None => return,
                     Some(CallEvent::Request(tx, _)) => Box::pin(self.early_request(*tx)).await,
@@ -435,14 +394,15 @@ impl InboundCall {
             warn!(error = %e, "cannot start B leg: 503");
             return self.fail_a(503, "system");
         }
-        self.a_seen = parsed.as_ref().map(sdp::origin_of);
+        self.br.a_seen = parsed.as_ref().map(sdp::origin_of);
         self.a_offer = parsed.map(|p| (p, a_audio));
         self.begin_media();
         Box::pin(self.ringing()).await;
         self.early.to_a = None;
-        if self.b_leg.as_ref().is_some_and(|b| b.dialog.is_some()) && self.a_final == Some(200) {
+        if self.br.b_dialog.is_some() && self.a_final == Some(200) {
+            self.br.a_delayed = self.a_offer.is_none();
             self.bridge();
-            Box::pin(self.established()).await;
+            Box::pin(self.br.established()).await;
         }
     }
 
@@ -460,7 +420,7 @@ impl InboundCall {
         relay.set_remote(Side::A, a_audio.rtp_target(), a_audio.rtcp_target());
         let offer = sdp::offer_for_b(
             a_audio,
-            self.b_origin,
+            self.br.b_origin,
             ctx.media.advertised_ip,
             relay.port(Side::B),
         )?;
@@ -477,7 +437,7 @@ impl InboundCall {
             transport: ctx.cfg.trunk.proto,
         };
         let mut req = b_invite(&ctx.cfg, &params)?;
-        self.guard.add(&cid, Side::B, self.events_tx.clone());
+        self.guard.add(&cid, Side::B, self.br.events_tx.clone());
         let mut tx = None;
         if needs_tcp(&ctx.cfg, &req)
             && let Some(tcp) = trunk_tcp_addr(&ctx.cfg)
@@ -521,9 +481,10 @@ impl InboundCall {
         }
         self.watch_b(tx);
         info!(call_id = %cid, to = %route.destination_did, binding = %route.binding_sid, "B leg INVITE sent");
-        self.relay = Some(relay);
-        self.b_sdp = Some(offer);
+        self.br.relay = Some(relay);
+        self.br.b_sdp = Some(offer);
         let cseq = cseq_number(&req).unwrap_or(1);
+        self.br.b_invite = Some(req.clone());
         self.b_leg = Some(BLeg {
             invite: req,
             conn,
@@ -531,8 +492,6 @@ impl InboundCall {
             provisional: false,
             cancel_pending: false,
             cancelled: false,
-            dialog: None,
-            codec: None,
             retries: Retries::new(ctx.cfg.timers.session_expires),
             reliable: ReliableUac::default(),
             cseq,
@@ -545,7 +504,7 @@ impl InboundCall {
     /// not sent after a failure response: the call has then decided, and a
     /// retry runs in a transaction of its own.
     fn watch_b(&self, mut tx: rsipstack::transaction::Transaction) {
-        let ev = self.events_tx.clone();
+        let ev = self.br.events_tx.clone();
         tokio::spawn(async move {
             let mut failed = false;
             while let Some(msg) = tx.receive().await {
@@ -590,6 +549,7 @@ impl InboundCall {
             b.dest = tx.destination.clone();
         }
         info!(cseq = ?cseq_number(&req), ruri = %req.uri, "B leg INVITE retried");
+        self.br.b_invite = Some(req.clone());
         b.invite = req;
         b.provisional = false;
         self.watch_b(tx);
@@ -604,11 +564,11 @@ impl InboundCall {
         if b.cancelled {
             return;
         }
-        if let Some(d) = b.dialog.clone() {
+        if let Some(d) = self.br.b_dialog.clone() {
             // B answered but was never bridged (an announcement was still
             // playing to A): end it with BYE.
             b.cancelled = true;
-            self.bye(Some(d));
+            self.br.bye(Some(d));
             return;
         }
         if !b.provisional {
@@ -630,71 +590,37 @@ impl InboundCall {
         });
     }
 
-    /// Sends BYE on a leg in the background.
-    fn bye(&self, dialog: Option<LegDialog>) {
-        let Some(mut d) = dialog else { return };
-        let ep = self.ctx.endpoint.clone();
-        tokio::spawn(async move {
-            match d.bye(&ep).await {
-                Ok(code) => debug!(call_id = %d.call_id, ?code, "BYE answered"),
-                Err(e) => warn!(call_id = %d.call_id, error = %e, "BYE failed"),
-            }
-        });
-    }
-
-    /// A 2xx to B's INVITE after the first one: when it comes from another
-    /// fork (another To tag; a forking proxy behind the trunk), the stack
-    /// has ACKed it and we end that dialog with BYE, keeping the first
-    /// (RFC 3261 §13.2.2.4). A retransmission of the first 2xx is left alone.
-    fn end_other_fork(&self, r: &Response) {
-        let Some(b) = self.b_leg.as_ref() else { return };
-        let Some(first) = b.dialog.as_ref() else {
-            return;
-        };
-        let tag = |v: &str| crate::sip::message::tag_of(v);
-        let this = r.to_header().ok().and_then(|h| tag(h.value()));
-        if this.is_none() || this == tag(&first.remote) {
-            return;
-        }
-        info!(to_tag = ?this, "another fork answered: ACKed, and ended with BYE");
-        let fork = b
-            .conn
-            .clone()
-            .and_then(|conn| b_dialog(&self.ctx.cfg, &b.invite, r, conn, b.dest.clone()));
-        self.bye(fork);
-    }
-
     /// Applies B's SDP (answer) to the relay, and fixes A's answer the
     /// first time.
     fn on_b_sdp(&mut self, body: &str) -> Result<(), MediaError> {
         let parsed = sdp::parse(body)?;
-        self.b_seen = Some(sdp::origin_of(&parsed));
+        self.br.b_seen = Some(sdp::origin_of(&parsed));
         let audio = parsed.audio.ok_or(MediaError::NoCommonCodec)?;
         let b_codec = sdp::answer_codec(&audio)?;
-        let Some(relay) = self.relay.as_ref() else {
+        let Some(relay) = self.br.relay.as_ref() else {
             return Err(MediaError::NoCommonCodec);
         };
         let ip = self.ctx.media.advertised_ip;
-        match (&self.a_answer, &self.a_offer) {
+        match (&self.br.a_answer, &self.a_offer) {
             (Some(_), _) => {}
             (None, Some((offer, a_audio))) => {
                 let a_codec = sdp::choose_for_a(a_audio, &b_codec)?;
                 relay.set_codec(Side::A, a_codec);
-                self.a_codec = Some(a_codec);
-                self.a_answer = Some(sdp::answer_for(
+                self.br.a_codec = Some(a_codec);
+                self.br.a_answer = Some(sdp::answer_for(
                     offer,
                     a_audio,
                     &a_codec,
-                    self.a_origin,
+                    self.br.a_origin,
                     ip,
                     relay.port(Side::A),
                 ));
             }
             (None, None) => {
                 // Delayed offer: this is our offer to A; its answer comes in the ACK.
-                self.a_answer = Some(sdp::offer_for_a(
+                self.br.a_answer = Some(sdp::offer_for_a(
                     &b_codec,
-                    self.a_origin,
+                    self.br.a_origin,
                     ip,
                     relay.port(Side::A),
                 ));
@@ -702,9 +628,7 @@ impl InboundCall {
         }
         relay.set_remote(Side::B, audio.rtp_target(), audio.rtcp_target());
         relay.set_codec(Side::B, b_codec);
-        if let Some(b) = self.b_leg.as_mut() {
-            b.codec = Some(b_codec);
-        }
+        self.br.b_codec = Some(b_codec);
         Ok(())
     }
 
@@ -765,7 +689,7 @@ impl InboundCall {
             if let Some(s) = sdp_body(&r, r.body()) {
                 match self.on_b_sdp(&s) {
                     // An offer may not go in an unreliable 1xx (RFC 3261 §13.3.1.1).
-                    Ok(()) if self.a_offer.is_some() => a_sdp = self.a_answer.clone(),
+                    Ok(()) if self.a_offer.is_some() => a_sdp = self.br.a_answer.clone(),
                     Ok(()) => {}
                     Err(e) => debug!(error = %e, "early SDP from B not usable"),
                 }
@@ -780,9 +704,9 @@ impl InboundCall {
             return Flow::Continue;
         }
         if code < 300 {
-            if b.dialog.is_some() {
+            if self.br.b_dialog.is_some() {
                 // A retransmission (re-ACKed by the stack), or another fork.
-                self.end_other_fork(&r);
+                self.br.end_other_fork(&r);
                 return Flow::Continue;
             }
             let Some(conn) = b.conn.clone() else {
@@ -795,18 +719,18 @@ impl InboundCall {
                 // After our PRACKs, B's dialog goes on from their CSeq.
                 d.local_cseq = d.local_cseq.max(b.cseq);
             }
-            b.dialog = dialog.clone();
+            self.br.b_dialog = dialog.clone();
             if b.cancelled || b.cancel_pending || self.a_final.is_some() {
                 // A is gone (CANCEL crossed the 200): end B (RFC 3261 §15).
-                self.bye(dialog);
+                self.br.bye(dialog);
                 return Flow::Done;
             }
             let sdp_ok = match sdp_body(&r, r.body()) {
                 Some(s) => self.on_b_sdp(&s).is_ok(),
-                None => self.a_answer.is_some(),
+                None => self.br.a_answer.is_some(),
             };
             if !sdp_ok || dialog.is_none() {
-                self.bye(dialog);
+                self.br.bye(dialog);
                 self.fail_a(488, "system");
                 return Flow::Done;
             }
@@ -818,7 +742,7 @@ impl InboundCall {
                 .map_or(self.ctx.cfg.timers.session_expires, |b| {
                     b.retries.session_expires()
                 });
-            self.b_clock.arm(super::session_timer::as_uac(&r, asked));
+            self.br.b_clock.arm(super::session_timer::as_uac(&r, asked));
             if self.early.announcing {
                 // Not bridged until the announcement ends (docs/media.md).
                 info!("B answered during the announcement: A is answered when it ends");
@@ -859,11 +783,11 @@ impl InboundCall {
         self.answered = Some(Utc::now());
         // RFC 4028: the timer A asked for (checked at admission).
         if let Ok(t) = super::session_timer::as_uas(&self.invite, &self.ctx.cfg.timers) {
-            self.a_clock.arm(t);
+            self.br.a_clock.arm(t);
         }
-        self.respond_a(200, self.a_answer.clone());
+        self.respond_a(200, self.br.a_answer.clone());
         if let Some(conn) = self.a_conn.clone() {
-            self.a_dialog = a_dialog(&self.ctx.cfg, &self.invite, &self.a_tag, conn);
+            self.br.a_dialog = a_dialog(&self.ctx.cfg, &self.invite, &self.a_tag, conn);
         }
         info!("call answered");
     }
@@ -1021,7 +945,7 @@ impl InboundCall {
                     return;
                 }
                 _ = reliable_wait => self.on_reliable_timer(),
-                ev = self.events.recv() => match ev {
+                ev = self.br.events.recv() => match ev {
                     None => return,
                     Some(CallEvent::ACancel) => {
                         info!("caller cancelled");
@@ -1053,7 +977,7 @@ impl InboundCall {
                 if self.a_final.is_some() {
                     // A failed while B's answer waited for A's PRACK: end B.
                     self.held_answer = false;
-                    self.bye(self.b_leg.as_ref().and_then(|b| b.dialog.clone()));
+                    self.br.bye(self.br.b_dialog.clone());
                     return;
                 }
                 if self.a_reliable.as_ref().is_none_or(ReliableUas::settled) {
@@ -1072,19 +996,19 @@ impl InboundCall {
 
     /// Hands the call record, as `call_sid`, to the router.
     async fn record(&mut self, call_sid: String) {
-        let stop = self.stopped.unwrap_or_else(Utc::now);
+        let stop = self.br.stopped.unwrap_or_else(Utc::now);
         let duration = self
             .answered
             .map(|a| (stop - a).num_seconds().max(0))
             .unwrap_or(0);
-        if let Some(relay) = &self.relay {
+        if let Some(relay) = &self.br.relay {
             info!(
                 rtp_from_a = relay.received(Side::A),
                 rtp_from_b = relay.received(Side::B),
                 "media totals"
             );
         }
-        self.relay = None; // ports back to the pool
+        self.br.relay = None; // ports back to the pool
         let record = CallRecord {
             call_sid,
             binding_sid: self.route.as_ref().map(|r| r.binding_sid.clone()),
@@ -1100,28 +1024,12 @@ impl InboundCall {
             date_stop: stop,
             duration_secs: duration,
             sip_status: self.a_final.unwrap_or(500),
-            hangup_side: self.hangup.map(str::to_string),
+            hangup_side: self.br.hangup.map(str::to_string),
         };
         if let Err(e) = self.ctx.router.record_call(record).await {
             warn!(error = %e, "call record not stored");
         }
     }
 
-    /// Applies A's answer from its ACK (delayed offer): A's first G.711
-    /// payload and its telephone-event. Returns false when unusable.
-    fn apply_a_answer(&mut self, sdp: Option<String>) -> bool {
-        let Some(relay) = self.relay.as_ref() else {
-            return false;
-        };
-        let Some(audio) = sdp.and_then(|s| sdp::parse(&s).ok()).and_then(|p| p.audio) else {
-            return false;
-        };
-        let Ok(codec) = sdp::answer_codec(&audio) else {
-            return false;
-        };
-        relay.set_remote(Side::A, audio.rtp_target(), audio.rtcp_target());
-        relay.set_codec(Side::A, codec);
-        self.a_codec = Some(codec);
-        true
-    }
+
 }

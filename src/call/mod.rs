@@ -9,6 +9,7 @@ pub mod router;
 pub mod session_timer;
 
 mod binding;
+mod bridge;
 pub mod dialout;
 mod registry;
 pub mod retry;

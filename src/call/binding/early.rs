@@ -55,10 +55,10 @@ impl InboundCall {
     /// False for a delayed offer: an offer may not go in an unreliable
     /// 1xx (RFC 3261 §13.3.1.1), so no early media can be sent.
     fn early_answer(&mut self) -> bool {
-        if self.a_answer.is_some() {
+        if self.br.a_answer.is_some() {
             return self.a_offer.is_some();
         }
-        let (Some((offer, a_audio)), Some(relay)) = (&self.a_offer, &self.relay) else {
+        let (Some((offer, a_audio)), Some(relay)) = (&self.a_offer, &self.br.relay) else {
             return false;
         };
         let Some(&(pt, codec)) = a_audio.g711().first() else {
@@ -73,12 +73,12 @@ impl InboundCall {
             return false;
         };
         relay.set_codec(Side::A, a_codec);
-        self.a_codec = Some(a_codec);
-        self.a_answer = Some(sdp::answer_for(
+        self.br.a_codec = Some(a_codec);
+        self.br.a_answer = Some(sdp::answer_for(
             offer,
             a_audio,
             &a_codec,
-            self.a_origin,
+            self.br.a_origin,
             self.ctx.media.advertised_ip,
             relay.port(Side::A),
         ));
@@ -92,7 +92,7 @@ impl InboundCall {
             info!("delayed offer: no early media for the caller");
             return false;
         }
-        let Some(relay) = self.relay.as_ref() else {
+        let Some(relay) = self.br.relay.as_ref() else {
             return false;
         };
         relay.hold(Side::A, true);
@@ -100,7 +100,7 @@ impl InboundCall {
         self.early.to_a = Some(self.ctx.pacer.play(outlet, source));
         if !self.early.sdp_sent {
             self.early.sdp_sent = true;
-            self.respond_a(183, self.a_answer.clone());
+            self.respond_a(183, self.br.a_answer.clone());
         }
         true
     }
@@ -113,13 +113,13 @@ impl InboundCall {
         };
         if let Some(src) = media.announce {
             if self.early_answer() {
-                if let Some(relay) = self.relay.as_ref() {
+                if let Some(relay) = self.br.relay.as_ref() {
                     relay.hold(Side::A, true);
                     relay.hold(Side::B, true);
                 }
                 self.early.announcing = true;
                 let audio = self.ctx.audio.clone();
-                let events = self.events_tx.clone();
+                let events = self.br.events_tx.clone();
                 tokio::spawn(async move {
                     let clip = audio.load(&src).await.ok();
                     let _ = events.send(CallEvent::Media(MediaEvent::AnnounceLoaded(clip)));
@@ -144,7 +144,7 @@ impl InboundCall {
                 self.play_to_a(Source::Tone(tones::ToneGen::new(tones::for_number(&dest))));
             }
             Ringback::Ring => {
-                if let Some(relay) = self.relay.as_ref() {
+                if let Some(relay) = self.br.relay.as_ref() {
                     relay.hold(Side::A, false);
                 }
                 if self.early.b_ringing && self.a_final.is_none() {
@@ -159,11 +159,11 @@ impl InboundCall {
                 self.play_to_a(Source::Clip { clip, looped: true });
             }
             Ringback::Passthrough => {
-                if let Some(relay) = self.relay.as_ref() {
+                if let Some(relay) = self.br.relay.as_ref() {
                     relay.hold(Side::A, false);
                 }
                 if self.early.b_ringing && self.a_final.is_none() {
-                    let sdp = self.a_answer.clone().filter(|_| self.a_offer.is_some());
+                    let sdp = self.br.a_answer.clone().filter(|_| self.a_offer.is_some());
                     self.respond_a(if sdp.is_some() { 183 } else { 180 }, sdp);
                 }
             }
@@ -184,7 +184,7 @@ impl InboundCall {
                 }) && let Some(p) = self.early.to_a.as_ref()
                 {
                     let mut done = p.done_signal();
-                    let events = self.events_tx.clone();
+                    let events = self.br.events_tx.clone();
                     tokio::spawn(async move {
                         if done.wait_for(|d| *d).await.is_ok() {
                             let _ = events.send(CallEvent::Media(MediaEvent::AnnounceDone));
@@ -208,7 +208,7 @@ impl InboundCall {
     /// else the ring-back phase.
     fn announcement_over(&mut self) -> Flow {
         self.early.announcing = false;
-        if let Some(relay) = self.relay.as_ref() {
+        if let Some(relay) = self.br.relay.as_ref() {
             relay.hold(Side::B, false);
         }
         if self.early.deferred_answer {
@@ -224,7 +224,7 @@ impl InboundCall {
     /// bridged; then the `dtmf` digits start towards B.
     pub(super) fn bridge(&mut self) {
         self.early.to_a = None;
-        let Some(relay) = self.relay.as_ref() else {
+        let Some(relay) = self.br.relay.as_ref() else {
             return;
         };
         relay.hold(Side::A, false);
@@ -240,9 +240,8 @@ impl InboundCall {
             }
         };
         if self
-            .b_leg
-            .as_ref()
-            .and_then(|b| b.codec)
+            .br
+            .b_codec
             .and_then(|c| c.te_pt)
             .is_none()
         {

@@ -1,6 +1,10 @@
-//! The established binding call: in-dialog requests from either leg
-//! (re-INVITE, UPDATE, INFO, OPTIONS, BYE), offers relayed across the
-//! B2BUA, glare, and RFC 4028 session timers on each leg.
+//! The established call, shared by both call kinds (a binding call: A is
+//! the caller, B the callee; a dialout: A is stage one, B stage two):
+//! in-dialog requests from either leg (re-INVITE, UPDATE, INFO, OPTIONS,
+//! BYE), offers relayed across the B2BUA, glare, and RFC 4028 session
+//! timers on each leg. [`Bridge`] holds what the two legs share from the
+//! moment media is allocated: the relay, each leg's dialog, codec and
+//! descriptions, the call's event channel.
 //!
 //! The call's event loop never waits on the network here: a request we send
 //! on a leg (a relayed offer, a session refresh) runs in its own task and
@@ -18,8 +22,16 @@ use rsipstack::transaction::Transaction;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{InboundCall, drive};
+use std::sync::Arc;
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use super::Ctx;
+use super::binding::drive;
 use crate::call::registry::CallEvent;
+use crate::media::relay::Relay;
+use crate::media::sdp::Origin;
+use crate::sip::dialog::LegDialog;
 use crate::call::session_timer::{self, LegTimer, Refresher};
 use crate::media::relay::Side;
 use crate::media::sdp::{self, AudioLine, LegCodec, ParsedSdp};
@@ -34,7 +46,7 @@ const OUT_TIMEOUT: Duration = Duration::from_secs(32);
 const REFRESH_RETRY: Duration = Duration::from_secs(10);
 
 /// What the call is waiting for on a leg.
-pub(super) struct Pending {
+pub(crate) struct Pending {
     /// Matches the [`CallEvent::Outcome`] of this request.
     seq: u64,
     /// The leg the request went to.
@@ -65,7 +77,7 @@ struct OutRequest {
 
 /// The session timer state of one leg (RFC 4028 §10).
 #[derive(Default, Clone, Copy)]
-pub(super) struct LegClock {
+pub(crate) struct LegClock {
     /// The negotiated timer; `None` before the leg is answered.
     pub timer: Option<LegTimer>,
     /// When we send the next refresh (we are the refresher).
@@ -101,7 +113,147 @@ impl LegClock {
     }
 }
 
-impl InboundCall {
+/// The state both legs of a call share, and the established phase.
+pub(crate) struct Bridge {
+    pub ctx: Arc<Ctx>,
+    /// The call's events (responses, in-dialog requests, outcomes, media).
+    pub events: UnboundedReceiver<CallEvent>,
+    pub events_tx: UnboundedSender<CallEvent>,
+    pub relay: Option<Relay>,
+    /// Each leg's dialog once established (A: we are its UAS in a binding
+    /// call, its UAC in a dialout).
+    pub a_dialog: Option<LegDialog>,
+    pub b_dialog: Option<LegDialog>,
+    /// What each leg negotiated.
+    pub a_codec: Option<LegCodec>,
+    pub b_codec: Option<LegCodec>,
+    /// Our current description towards A, and towards B.
+    pub a_answer: Option<String>,
+    pub b_sdp: Option<String>,
+    pub a_origin: sdp::Origin,
+    pub b_origin: sdp::Origin,
+    /// Origin (session id, version) of the last description from A and
+    /// from B: an offer with the same origin changes nothing.
+    pub a_seen: Option<(u64, u64)>,
+    pub b_seen: Option<(u64, u64)>,
+    /// The offer or refresh we wait on (established phase).
+    pub pending: Option<Pending>,
+    /// Numbers our in-dialog requests, to match their outcomes.
+    pub pending_seq: u64,
+    /// RFC 4028 session timers of A's and B's dialogs.
+    pub a_clock: LegClock,
+    pub b_clock: LegClock,
+    /// Who ended the call: "caller" (A), "callee" (B) or "system".
+    pub hangup: Option<&'static str>,
+    /// When the call ended.
+    pub stopped: Option<chrono::DateTime<chrono::Utc>>,
+    /// A's ACK of our 2xx came (a UAC leg A has nothing to ACK: true).
+    pub a_acked: bool,
+    /// A's INVITE had no offer: its answer comes in the ACK.
+    pub a_delayed: bool,
+    /// The INVITEs we sent as UAC on A and on B: a 2xx from another fork
+    /// is ended (RFC 3261 §13.2.2.4).
+    pub a_invite: Option<rsipstack::sip::Request>,
+    pub b_invite: Option<rsipstack::sip::Request>,
+}
+
+impl Bridge {
+    /// A new call's shared state: no media, no dialogs yet.
+    pub fn new(
+        ctx: Arc<Ctx>,
+        events: UnboundedReceiver<CallEvent>,
+        events_tx: UnboundedSender<CallEvent>,
+    ) -> Bridge {
+        Bridge {
+            ctx,
+            events,
+            events_tx,
+            relay: None,
+            a_dialog: None,
+            b_dialog: None,
+            a_codec: None,
+            b_codec: None,
+            a_answer: None,
+            b_sdp: None,
+            a_origin: Origin::new(),
+            b_origin: Origin::new(),
+            a_seen: None,
+            b_seen: None,
+            pending: None,
+            pending_seq: 0,
+            a_clock: LegClock::default(),
+            b_clock: LegClock::default(),
+            hangup: None,
+            stopped: None,
+            a_acked: false,
+            a_delayed: false,
+            a_invite: None,
+            b_invite: None,
+        }
+    }
+
+    /// Sends BYE on a leg in the background.
+    pub fn bye(&self, dialog: Option<LegDialog>) {
+        let Some(mut d) = dialog else { return };
+        let ep = self.ctx.endpoint.clone();
+        tokio::spawn(async move {
+            match d.bye(&ep).await {
+                Ok(code) => debug!(call_id = %d.call_id, ?code, "BYE answered"),
+                Err(e) => warn!(call_id = %d.call_id, error = %e, "BYE failed"),
+            }
+        });
+    }
+
+    /// A 2xx to one of our INVITEs after the first one: when it comes from
+    /// another fork (another To tag; a forking proxy behind the trunk), the
+    /// stack has ACKed it and we end that dialog with BYE, keeping the
+    /// first (RFC 3261 §13.2.2.4). A retransmission of the first 2xx is
+    /// left alone.
+    pub fn end_other_fork(&self, r: &Response) {
+        let cid = crate::sip::message::call_id(r);
+        let leg = [
+            (&self.a_dialog, &self.a_invite),
+            (&self.b_dialog, &self.b_invite),
+        ]
+        .into_iter()
+        .find(|(d, _)| d.as_ref().is_some_and(|d| Some(&d.call_id) == cid.as_ref()));
+        let Some((Some(first), Some(invite))) = leg else {
+            return;
+        };
+        let tag = |v: &str| crate::sip::message::tag_of(v);
+        let this = r.to_header().ok().and_then(|h| tag(h.value()));
+        if this.is_none() || this == tag(&first.remote) {
+            return;
+        }
+        info!(to_tag = ?this, "another fork answered: ACKed, and ended with BYE");
+        let fork = crate::call::legs::b_dialog(
+            &self.ctx.cfg,
+            invite,
+            r,
+            first.connection.clone(),
+            first.destination.clone(),
+        );
+        self.bye(fork);
+    }
+
+    /// Applies A's answer from its ACK (delayed offer): A's first G.711
+    /// payload and its telephone-event. Returns false when unusable.
+    fn apply_a_answer(&mut self, sdp: Option<String>) -> bool {
+        let Some(relay) = self.relay.as_ref() else {
+            return false;
+        };
+        let Some(audio) = sdp.and_then(|s| sdp::parse(&s).ok()).and_then(|p| p.audio) else {
+            return false;
+        };
+        let Ok(codec) = sdp::answer_codec(&audio) else {
+            return false;
+        };
+        relay.set_remote(Side::A, audio.rtp_target(), audio.rtcp_target());
+        relay.set_codec(Side::A, codec);
+        self.a_codec = Some(codec);
+        true
+    }
+
     fn clock(&mut self, side: Side) -> &mut LegClock {
         match side {
             Side::A => &mut self.a_clock,
@@ -113,11 +265,11 @@ impl InboundCall {
     fn teardown(&mut self, who: &'static str) {
         self.hangup.get_or_insert(who);
         self.bye(self.a_dialog.clone());
-        self.bye(self.b_leg.as_ref().and_then(|b| b.dialog.clone()));
+        self.bye(self.b_dialog.clone());
     }
 
     /// From the 200 to A until either side hangs up.
-    pub(super) async fn established(&mut self) {
+    pub async fn established(&mut self) {
         let ctx = self.ctx.clone();
         let drain = ctx.hangup_all.clone();
         loop {
@@ -147,7 +299,7 @@ impl InboundCall {
                     Some(CallEvent::AAck(sdp)) => {
                         let first = !self.a_acked;
                         self.a_acked = true;
-                        if first && self.a_offer.is_none() && !self.apply_a_answer(sdp) {
+                        if first && self.a_delayed && !self.apply_a_answer(sdp) {
                             warn!("delayed offer: no usable answer in A's ACK");
                             self.teardown("system");
                             break;
@@ -197,7 +349,7 @@ impl InboundCall {
             Method::Bye => {
                 let _ = tx.reply(crate::sip::message::status(200)).await;
                 let (who, other) = match side {
-                    Side::A => ("caller", self.b_leg.as_ref().and_then(|b| b.dialog.clone())),
+                    Side::A => ("caller", self.b_dialog.clone()),
                     Side::B => ("callee", self.a_dialog.clone()),
                 };
                 info!(side = who, "hang up");
@@ -307,7 +459,7 @@ impl InboundCall {
         let contact_cfg = self.ctx.cfg.clone();
         let dialog = match leg {
             Side::A => self.a_dialog.as_mut(),
-            Side::B => self.b_leg.as_mut().and_then(|b| b.dialog.as_mut()),
+            Side::B => self.b_dialog.as_mut(),
         };
         let Some(dialog) = dialog else {
             return Err(481);
@@ -584,10 +736,9 @@ impl InboundCall {
     /// 2xx.
     fn answer_held(&mut self, mut tx: Transaction, code: u16, body: Option<String>) {
         let req = tx.original.clone();
-        let side = if self.b_leg.as_ref().is_some_and(|b| {
-            crate::sip::message::call_id(&req)
-                .is_some_and(|c| b.dialog.as_ref().is_some_and(|d| d.call_id == c))
-        }) {
+        let side = if crate::sip::message::call_id(&req)
+            .is_some_and(|c| self.b_dialog.as_ref().is_some_and(|d| d.call_id == c))
+        {
             Side::B
         } else {
             Side::A
@@ -674,7 +825,7 @@ impl InboundCall {
     fn still_offered(&self, audio: &AudioLine, side: Side) -> Option<LegCodec> {
         let current = match side {
             Side::A => self.a_codec,
-            Side::B => self.b_leg.as_ref().and_then(|b| b.codec),
+            Side::B => self.b_codec,
         }?;
         audio
             .g711()
@@ -708,7 +859,7 @@ impl InboundCall {
         let other = side.other();
         let other_codec = match other {
             Side::A => self.a_codec,
-            Side::B => self.b_leg.as_ref().and_then(|b| b.codec),
+            Side::B => self.b_codec,
         };
         let (Some(other_codec), Some(relay)) = (other_codec, self.relay.as_ref()) else {
             return Err((tx, 488));
@@ -808,7 +959,7 @@ impl InboundCall {
     /// handling its events meanwhile.
     fn relay_info(&mut self, mut tx: Transaction, side: Side) {
         let other = match side {
-            Side::A => self.b_leg.as_mut().and_then(|b| b.dialog.as_mut()),
+            Side::A => self.b_dialog.as_mut(),
             Side::B => self.a_dialog.as_mut(),
         };
         let built = other.map(|d| {
