@@ -9,36 +9,28 @@ use chrono::{DateTime, Utc};
 use rsipstack::sip::{Header, Method, Request, Response, SipMessage, Uri};
 use rsipstack::transaction::Transaction;
 use rsipstack::transaction::transaction::{TransactionEvent, TransactionEventSender};
-use rsipstack::transport::{SipAddr, SipConnection};
+use rsipstack::transport::SipConnection;
 use tokio::sync::mpsc::unbounded_channel;
 use tracing::{debug, info, warn};
 
 use super::Ctx;
 use super::callerid::{Caller, caller_of, present};
-use super::legs::{
-    BInvite, UDP_REQUEST_LIMIT, a_dialog, a_response, b_dialog, b_invite, cancel_for, cseq_number,
-    map_b_failure, needs_tcp, retry_invite, trunk_tcp_addr,
-};
+use super::legs::{BInvite, a_dialog, a_response, b_dialog, cseq_number, map_b_failure};
 use super::registry::{CallEvent, CallGuard};
-use super::reliable::{Provisional, ReliableUac, ReliableUas, Tick};
-use super::retry::{Retries, Retry};
+use super::reliable::{Provisional, ReliableUas, Tick};
+use super::retry::Retry;
 use super::router::{CallRecord, CallRoute};
 use crate::media::MediaError;
 use crate::media::relay::{Relay, Side};
 use crate::media::sdp::{self, AudioLine, ParsedSdp};
-use crate::sip::config::Proto;
-use crate::sip::dialog::{final_response, send_request};
 use crate::sip::message::{
-    call_id, code_of, max_forwards, new_call_id, new_tag, sdp_body, source_ip, via_proto,
+    call_id, code_of, max_forwards, new_call_id, new_tag, sdp_body, source_ip,
 };
 use crate::sip::number::uri_number;
 
 mod early;
 use super::bridge::Bridge;
-
-/// How long a TCP connect to the UDP trunk may take when a large INVITE is
-/// switched to TCP (RFC 3261 §18.1.1) before we send it over UDP instead.
-const TCP_SWITCH_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+use super::uac::UacLeg;
 
 /// How long we keep waiting for B's final response after cancelling it
 /// (64*T1, RFC 3261 §9.1, §17.1.1.2).
@@ -242,23 +234,6 @@ async fn admit(ctx: Arc<Ctx>, tx: Box<Transaction>) -> Option<Box<InboundCall>> 
     }))
 }
 
-struct BLeg {
-    /// The INVITE of the current attempt (the latest retry).
-    invite: Request,
-    conn: Option<SipConnection>,
-    dest: Option<SipAddr>,
-    provisional: bool,
-    cancel_pending: bool,
-    cancelled: bool,
-    /// What the INVITE was retried for so far.
-    retries: Retries,
-    /// Reliable 1xx seen from B (RFC 3262 §4).
-    reliable: ReliableUac,
-    /// The last CSeq number we used in B's dialog (the INVITE's, then each
-    /// PRACK's); B's dialog continues after it.
-    cseq: u32,
-}
-
 struct InboundCall {
     ctx: Arc<Ctx>,
     a_tag: String,
@@ -274,7 +249,7 @@ struct InboundCall {
     redirect: String,
     a_final: Option<u16>,
     max_forwards: u32,
-    b_leg: Option<BLeg>,
+    b_leg: Option<UacLeg>,
     a_offer: Option<(ParsedSdp, AudioLine)>,
     /// Our reliable 18x to A, when A requires 100rel (RFC 3262 §3).
     a_reliable: Option<ReliableUas>,
@@ -436,130 +411,36 @@ impl InboundCall {
             from_tag: &tag,
             transport: ctx.cfg.trunk.proto,
         };
-        let mut req = b_invite(&ctx.cfg, &params)?;
         self.guard.add(&cid, Side::B, self.br.events_tx.clone());
-        let mut tx = None;
-        if needs_tcp(&ctx.cfg, &req)
-            && let Some(tcp) = trunk_tcp_addr(&ctx.cfg)
-        {
-            // RFC 3261 §18.1.1: too large for UDP, so over TCP to the same
-            // host and port; back to UDP if the TCP connect fails.
-            params.transport = Proto::Tcp;
-            let big = b_invite(&ctx.cfg, &params)?;
-            let size = big.to_bytes().len();
-            // A trunk whose firewall drops TCP would otherwise hold the
-            // call for the kernel's connect timeout (about 2 minutes).
-            let sent = tokio::time::timeout(
-                TCP_SWITCH_CONNECT_TIMEOUT,
-                send_request(&ctx.endpoint, big.clone(), None, Some(tcp)),
-            )
-            .await;
-            match sent {
-                Ok(Ok(sent)) if sent.connection.is_some() => {
-                    info!(call_id = %cid, bytes = size, "B leg INVITE over UDP's limit: sent over TCP (RFC 3261 18.1.1)");
-                    req = big;
-                    tx = Some(sent);
-                }
-                _ => {
-                    warn!(call_id = %cid, bytes = size, "B leg INVITE over UDP's limit, but TCP to the trunk failed: sent over UDP");
-                }
-            }
-        } else if ctx.cfg.trunk.proto == Proto::Udp && req.to_bytes().len() > UDP_REQUEST_LIMIT {
-            warn!(call_id = %cid, bytes = req.to_bytes().len(), "B leg INVITE over UDP's limit and no TCP listener: sent over UDP");
-        }
-        let tx = match tx {
-            Some(tx) => tx,
-            None => send_request(&ctx.endpoint, req.clone(), None, None).await?,
-        };
-        let (conn, dest) = (tx.connection.clone(), tx.destination.clone());
-        if conn.is_none() && via_proto(&req) == Proto::Tcp {
-            // A refused TCP connect: fail now rather than at Timer B.
-            return Err(crate::sip::SipError::Unreachable(format!(
-                "{:?}",
-                ctx.cfg.trunk
-            )));
-        }
-        self.watch_b(tx);
+        let leg = UacLeg::send(&ctx, &mut params, Side::B, self.br.events_tx.clone()).await?;
         info!(call_id = %cid, to = %route.destination_did, binding = %route.binding_sid, "B leg INVITE sent");
         self.br.relay = Some(relay);
         self.br.b_sdp = Some(offer);
-        let cseq = cseq_number(&req).unwrap_or(1);
-        self.br.b_invite = Some(req.clone());
-        self.b_leg = Some(BLeg {
-            invite: req,
-            conn,
-            dest,
-            provisional: false,
-            cancel_pending: false,
-            cancelled: false,
-            retries: Retries::new(ctx.cfg.timers.session_expires),
-            reliable: ReliableUac::default(),
-            cseq,
-        });
+        self.br.b_invite = Some(leg.invite.clone());
+        self.b_leg = Some(leg);
         Ok(())
     }
 
-    /// Reads the responses of a B leg INVITE transaction into the call's
-    /// events. `BGone` (the transaction ended without a final response) is
-    /// not sent after a failure response: the call has then decided, and a
-    /// retry runs in a transaction of its own.
-    fn watch_b(&self, mut tx: rsipstack::transaction::Transaction) {
-        let ev = self.br.events_tx.clone();
-        tokio::spawn(async move {
-            let mut failed = false;
-            while let Some(msg) = tx.receive().await {
-                if let SipMessage::Response(r) = msg {
-                    failed |= code_of(&r) >= 300;
-                    let _ = ev.send(CallEvent::BResponse(Box::new(r)));
-                }
-            }
-            if !failed {
-                let _ = ev.send(CallEvent::BGone);
-            }
-        });
-    }
-
-    /// Sends the B leg's INVITE again after a failure (see [`Retries::next`]),
-    /// through the same connection to the trunk, our outbound proxy (also
-    /// when the Request-URI is a redirect's Contact).
+    /// Sends the B leg's INVITE again after a failure (see [`Retries::next`]).
     async fn send_b_retry(
         &mut self,
         ruri: Option<Uri>,
         headers: Vec<Header>,
     ) -> Result<(), crate::sip::SipError> {
-        let ep = self.ctx.endpoint.clone();
+        let ctx = self.ctx.clone();
         let Some(b) = self.b_leg.as_mut() else {
             return Err(crate::sip::SipError::Malformed("no B leg".into()));
         };
-        let mut req = retry_invite(&b.invite, ruri, headers)?;
-        if cseq_number(&req).is_some_and(|n| n <= b.cseq) {
-            // Our PRACKs took CSeq numbers after the INVITE's: go on after them.
-            for h in req.headers.iter_mut() {
-                if let Header::CSeq(_) = h {
-                    *h = Header::CSeq(format!("{} INVITE", b.cseq + 1).into());
-                }
-            }
-        }
-        b.cseq = cseq_number(&req).unwrap_or(b.cseq + 1);
-        let tx = send_request(&ep, req.clone(), b.conn.clone(), b.dest.clone()).await?;
-        if tx.connection.is_some() {
-            b.conn = tx.connection.clone();
-        }
-        if tx.destination.is_some() {
-            b.dest = tx.destination.clone();
-        }
-        info!(cseq = ?cseq_number(&req), ruri = %req.uri, "B leg INVITE retried");
-        self.br.b_invite = Some(req.clone());
-        b.invite = req;
-        b.provisional = false;
-        self.watch_b(tx);
+        b.retry(&ctx, ruri, headers, self.br.events_tx.clone())
+            .await?;
+        self.br.b_invite = Some(b.invite.clone());
         Ok(())
     }
 
     /// Cancels the B leg now, or as soon as it sent a provisional response
     /// (a CANCEL before any provisional is forbidden, RFC 3261 §9.1).
     fn cancel_b(&mut self) {
-        let ep = self.ctx.endpoint.clone();
+        let ctx = self.ctx.clone();
         let Some(b) = self.b_leg.as_mut() else { return };
         if b.cancelled {
             return;
@@ -571,23 +452,7 @@ impl InboundCall {
             self.br.bye(Some(d));
             return;
         }
-        if !b.provisional {
-            b.cancel_pending = true;
-            return;
-        }
-        b.cancel_pending = false;
-        b.cancelled = true;
-        let cancel = cancel_for(&b.invite);
-        let (conn, dest) = (b.conn.clone(), b.dest.clone());
-        tokio::spawn(async move {
-            match send_request(&ep, cancel, conn, dest).await {
-                Ok(mut tx) => {
-                    let r = final_response(&mut tx).await;
-                    debug!(status = ?r.map(|r| code_of(&r)), "CANCEL answered");
-                }
-                Err(e) => warn!(error = %e, "CANCEL not sent"),
-            }
-        });
+        b.cancel(&ctx);
     }
 
     /// Applies B's SDP (answer) to the relay, and fixes A's answer the
@@ -636,10 +501,7 @@ impl InboundCall {
     async fn on_b_response(&mut self, r: Response) -> Flow {
         let code = code_of(&r);
         self.setup.b_response(code);
-        let current = self
-            .b_leg
-            .as_ref()
-            .map(|b| cseq_number(&r) == cseq_number(&b.invite));
+        let current = self.b_leg.as_ref().map(|b| b.is_current(&r));
         match current {
             None => return Flow::Done,
             Some(false) => {
@@ -795,38 +657,10 @@ impl InboundCall {
     /// Sends the PRACK for B's reliable 1xx `r` (RSeq `rseq`) in the early
     /// dialog it made (RFC 3262 §4), to the trunk; its 200 is absorbed.
     fn prack_b(&mut self, r: &Response, rseq: u32) {
-        let ep = self.ctx.endpoint.clone();
-        let Some(b) = self.b_leg.as_mut() else { return };
-        let Some(conn) = b.conn.clone() else {
-            warn!("reliable 1xx from B but no connection to it: no PRACK");
-            return;
-        };
-        let dest = b.dest.clone();
-        let Some(mut early) = b_dialog(&self.ctx.cfg, &b.invite, r, conn.clone(), dest.clone())
-        else {
-            warn!("reliable 1xx from B without a usable To or Call-ID: no PRACK");
-            return;
-        };
-        early.local_cseq = b.cseq;
-        let invite_cseq = cseq_number(r).unwrap_or(b.cseq);
-        let prack = match super::reliable::prack(&mut early, rseq, invite_cseq) {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(error = %e, "PRACK not built");
-                return;
-            }
-        };
-        b.cseq = early.local_cseq;
-        debug!(rseq, cseq = b.cseq, "PRACK to B");
-        tokio::spawn(async move {
-            match send_request(&ep, prack, Some(conn), dest).await {
-                Ok(mut tx) => {
-                    let r = final_response(&mut tx).await;
-                    debug!(status = ?r.map(|r| code_of(&r)), "PRACK answered");
-                }
-                Err(e) => warn!(error = %e, "PRACK not sent"),
-            }
-        });
+        let ctx = self.ctx.clone();
+        if let Some(b) = self.b_leg.as_mut() {
+            b.prack(&ctx, r, rseq);
+        }
     }
 
     /// A PRACK from A (RFC 3262 §3): 200 when it acknowledges our
@@ -952,7 +786,7 @@ impl InboundCall {
                         self.fail_a(487, "caller");
                         self.cancel_b();
                     }
-                    Some(CallEvent::AAck(_)) | Some(CallEvent::AGone) => {}
+                    Some(CallEvent::AAck(_)) | Some(CallEvent::AGone) | Some(CallEvent::AResponse(_)) => {}
                     Some(CallEvent::BResponse(r)) => {
                         if let Flow::Done = self.on_b_response(*r).await {
                             return;
@@ -1030,6 +864,4 @@ impl InboundCall {
             warn!(error = %e, "call record not stored");
         }
     }
-
-
 }

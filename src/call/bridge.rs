@@ -29,12 +29,12 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use super::Ctx;
 use super::binding::drive;
 use crate::call::registry::CallEvent;
-use crate::media::relay::Relay;
-use crate::media::sdp::Origin;
-use crate::sip::dialog::LegDialog;
 use crate::call::session_timer::{self, LegTimer, Refresher};
+use crate::media::relay::Relay;
 use crate::media::relay::Side;
+use crate::media::sdp::Origin;
 use crate::media::sdp::{self, AudioLine, LegCodec, ParsedSdp};
+use crate::sip::dialog::LegDialog;
 use crate::sip::message::{code_of, sdp_body};
 
 /// How long a request we send in a dialog may wait for its final response
@@ -313,7 +313,7 @@ impl Bridge {
                             break;
                         }
                     }
-                    Some(CallEvent::BResponse(r)) => {
+                    Some(CallEvent::BResponse(r)) | Some(CallEvent::AResponse(r)) => {
                         if (200..300).contains(&code_of(&r)) {
                             self.end_other_fork(&r);
                         }

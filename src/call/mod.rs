@@ -7,6 +7,7 @@ pub mod legs;
 pub mod reliable;
 pub mod router;
 pub mod session_timer;
+mod uac;
 
 mod binding;
 mod bridge;

@@ -18,8 +18,11 @@ pub(crate) enum CallEvent {
     /// A's ACK to our final response, with its SDP body (the answer, when
     /// A's INVITE had no offer).
     AAck(Option<String>),
-    /// A's INVITE server transaction ended.
+    /// A's INVITE server transaction ended (binding call); A's INVITE
+    /// client transaction ended without a final response (dialout).
     AGone,
+    /// A response on A's INVITE, when we are A's UAC (dialout stage one).
+    AResponse(Box<Response>),
     /// A response on the B leg's INVITE.
     BResponse(Box<Response>),
     /// The B leg's INVITE client transaction ended.

@@ -239,12 +239,7 @@ impl InboundCall {
                 return;
             }
         };
-        if self
-            .br
-            .b_codec
-            .and_then(|c| c.te_pt)
-            .is_none()
-        {
+        if self.br.b_codec.and_then(|c| c.te_pt).is_none() {
             warn!("dtmf not sent: the B leg negotiated no telephone-event");
             return;
         }

@@ -1,0 +1,256 @@
+//! An outbound INVITE through the trunk, where Mediator is the UAC: the
+//! binding call's B leg, and both legs of a dialout. Sending (over TCP when
+//! too large for UDP, RFC 3261 §18.1.1), reading its responses into the
+//! call's events, retries (3xx, 401/407, 422: [`Retries`]), PRACK of
+//! reliable 1xx (RFC 3262 §4) and CANCEL (RFC 3261 §9.1).
+
+use std::time::Duration;
+
+use rsipstack::sip::{Header, Request, Response, SipMessage, Uri};
+use rsipstack::transaction::Transaction;
+use rsipstack::transport::{SipAddr, SipConnection};
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::{debug, info, warn};
+
+use super::Ctx;
+use super::legs::{
+    BInvite, UDP_REQUEST_LIMIT, b_dialog, b_invite, cancel_for, cseq_number, needs_tcp,
+    retry_invite, trunk_tcp_addr,
+};
+use super::registry::CallEvent;
+use super::reliable::ReliableUac;
+use super::retry::Retries;
+use crate::media::relay::Side;
+use crate::sip::SipError;
+use crate::sip::config::Proto;
+use crate::sip::dialog::{final_response, send_request};
+use crate::sip::message::{code_of, via_proto};
+
+/// How long a TCP connect to the UDP trunk may take when a large INVITE is
+/// switched to TCP (RFC 3261 §18.1.1) before we send it over UDP instead.
+const TCP_SWITCH_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One outbound INVITE (and its retries) before it is answered or fails.
+pub(crate) struct UacLeg {
+    /// The INVITE of the current attempt (the latest retry).
+    pub invite: Request,
+    pub conn: Option<SipConnection>,
+    pub dest: Option<SipAddr>,
+    /// A provisional response came (a CANCEL may be sent).
+    pub provisional: bool,
+    /// Cancel as soon as a provisional response comes.
+    pub cancel_pending: bool,
+    pub cancelled: bool,
+    /// What the INVITE was retried for so far.
+    pub retries: Retries,
+    /// Reliable 1xx seen (RFC 3262 §4).
+    pub reliable: ReliableUac,
+    /// The last CSeq number we used in the leg's dialog (the INVITE's, then
+    /// each PRACK's); the dialog continues after it.
+    pub cseq: u32,
+    /// Which leg of the call this is: its responses come as
+    /// [`CallEvent::AResponse`] (A) or [`CallEvent::BResponse`] (B).
+    pub side: Side,
+}
+
+impl UacLeg {
+    /// Sends the INVITE built from `params` to the trunk (over TCP when it
+    /// is too large for UDP and we listen on TCP, back to UDP when the TCP
+    /// connect fails), and reads its responses into `events` as leg `side`.
+    pub async fn send(
+        ctx: &Ctx,
+        params: &mut BInvite<'_>,
+        side: Side,
+        events: UnboundedSender<CallEvent>,
+    ) -> Result<UacLeg, SipError> {
+        let cid = params.call_id.to_string();
+        let mut req = b_invite(&ctx.cfg, params)?;
+        let mut tx = None;
+        if needs_tcp(&ctx.cfg, &req)
+            && let Some(tcp) = trunk_tcp_addr(&ctx.cfg)
+        {
+            // RFC 3261 §18.1.1: too large for UDP, so over TCP to the same
+            // host and port; back to UDP if the TCP connect fails.
+            params.transport = Proto::Tcp;
+            let big = b_invite(&ctx.cfg, params)?;
+            let size = big.to_bytes().len();
+            // A trunk whose firewall drops TCP would otherwise hold the
+            // call for the kernel's connect timeout (about 2 minutes).
+            let sent = tokio::time::timeout(
+                TCP_SWITCH_CONNECT_TIMEOUT,
+                send_request(&ctx.endpoint, big.clone(), None, Some(tcp)),
+            )
+            .await;
+            match sent {
+                Ok(Ok(sent)) if sent.connection.is_some() => {
+                    info!(call_id = %cid, bytes = size, "INVITE over UDP's limit: sent over TCP (RFC 3261 18.1.1)");
+                    req = big;
+                    tx = Some(sent);
+                }
+                _ => {
+                    warn!(call_id = %cid, bytes = size, "INVITE over UDP's limit, but TCP to the trunk failed: sent over UDP");
+                }
+            }
+        } else if ctx.cfg.trunk.proto == Proto::Udp && req.to_bytes().len() > UDP_REQUEST_LIMIT {
+            warn!(call_id = %cid, bytes = req.to_bytes().len(), "INVITE over UDP's limit and no TCP listener: sent over UDP");
+        }
+        let tx = match tx {
+            Some(tx) => tx,
+            None => send_request(&ctx.endpoint, req.clone(), None, None).await?,
+        };
+        let (conn, dest) = (tx.connection.clone(), tx.destination.clone());
+        if conn.is_none() && via_proto(&req) == Proto::Tcp {
+            // A refused TCP connect: fail now rather than at Timer B.
+            return Err(SipError::Unreachable(format!("{:?}", ctx.cfg.trunk)));
+        }
+        watch(tx, side, events);
+        let cseq = cseq_number(&req).unwrap_or(1);
+        Ok(UacLeg {
+            invite: req,
+            conn,
+            dest,
+            provisional: false,
+            cancel_pending: false,
+            cancelled: false,
+            retries: Retries::new(ctx.cfg.timers.session_expires),
+            reliable: ReliableUac::default(),
+            cseq,
+            side,
+        })
+    }
+
+    /// Whether `r` answers the current attempt (not an earlier one we
+    /// have retried).
+    pub fn is_current(&self, r: &Response) -> bool {
+        cseq_number(r) == cseq_number(&self.invite)
+    }
+
+    /// Sends the INVITE again after a failure (see [`Retries::next`]),
+    /// through the same connection to the trunk, our outbound proxy (also
+    /// when the Request-URI is a redirect's Contact).
+    pub async fn retry(
+        &mut self,
+        ctx: &Ctx,
+        ruri: Option<Uri>,
+        headers: Vec<Header>,
+        events: UnboundedSender<CallEvent>,
+    ) -> Result<(), SipError> {
+        let mut req = retry_invite(&self.invite, ruri, headers)?;
+        if cseq_number(&req).is_some_and(|n| n <= self.cseq) {
+            // Our PRACKs took CSeq numbers after the INVITE's: go on after them.
+            for h in req.headers.iter_mut() {
+                if let Header::CSeq(_) = h {
+                    *h = Header::CSeq(format!("{} INVITE", self.cseq + 1).into());
+                }
+            }
+        }
+        self.cseq = cseq_number(&req).unwrap_or(self.cseq + 1);
+        let tx = send_request(
+            &ctx.endpoint,
+            req.clone(),
+            self.conn.clone(),
+            self.dest.clone(),
+        )
+        .await?;
+        if tx.connection.is_some() {
+            self.conn = tx.connection.clone();
+        }
+        if tx.destination.is_some() {
+            self.dest = tx.destination.clone();
+        }
+        info!(side = ?self.side, cseq = ?cseq_number(&req), ruri = %req.uri, "INVITE retried");
+        self.invite = req;
+        self.provisional = false;
+        watch(tx, self.side, events);
+        Ok(())
+    }
+
+    /// Cancels the INVITE now, or as soon as a provisional response comes
+    /// (a CANCEL before any provisional is forbidden, RFC 3261 §9.1). An
+    /// answered leg is ended by its caller with BYE instead.
+    pub fn cancel(&mut self, ctx: &Ctx) {
+        if self.cancelled {
+            return;
+        }
+        if !self.provisional {
+            self.cancel_pending = true;
+            return;
+        }
+        self.cancel_pending = false;
+        self.cancelled = true;
+        let cancel = cancel_for(&self.invite);
+        let (conn, dest) = (self.conn.clone(), self.dest.clone());
+        let ep = ctx.endpoint.clone();
+        tokio::spawn(async move {
+            match send_request(&ep, cancel, conn, dest).await {
+                Ok(mut tx) => {
+                    let r = final_response(&mut tx).await;
+                    debug!(status = ?r.map(|r| code_of(&r)), "CANCEL answered");
+                }
+                Err(e) => warn!(error = %e, "CANCEL not sent"),
+            }
+        });
+    }
+
+    /// Sends the PRACK for the reliable 1xx `r` (RSeq `rseq`) in the early
+    /// dialog it made (RFC 3262 §4), to the trunk; its 200 is absorbed.
+    pub fn prack(&mut self, ctx: &Ctx, r: &Response, rseq: u32) {
+        let Some(conn) = self.conn.clone() else {
+            warn!("reliable 1xx but no connection to the trunk: no PRACK");
+            return;
+        };
+        let dest = self.dest.clone();
+        let Some(mut early) = b_dialog(&ctx.cfg, &self.invite, r, conn.clone(), dest.clone())
+        else {
+            warn!("reliable 1xx without a usable To or Call-ID: no PRACK");
+            return;
+        };
+        early.local_cseq = self.cseq;
+        let invite_cseq = cseq_number(r).unwrap_or(self.cseq);
+        let prack = match super::reliable::prack(&mut early, rseq, invite_cseq) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "PRACK not built");
+                return;
+            }
+        };
+        self.cseq = early.local_cseq;
+        debug!(rseq, cseq = self.cseq, side = ?self.side, "PRACK sent");
+        let ep = ctx.endpoint.clone();
+        tokio::spawn(async move {
+            match send_request(&ep, prack, Some(conn), dest).await {
+                Ok(mut tx) => {
+                    let r = final_response(&mut tx).await;
+                    debug!(status = ?r.map(|r| code_of(&r)), "PRACK answered");
+                }
+                Err(e) => warn!(error = %e, "PRACK not sent"),
+            }
+        });
+    }
+}
+
+/// Reads the responses of an INVITE client transaction of leg `side` into
+/// the call's events. The "gone" event (the transaction ended without a
+/// final response) is not sent after a failure response: the call has then
+/// decided, and a retry runs in a transaction of its own.
+pub(crate) fn watch(mut tx: Transaction, side: Side, ev: UnboundedSender<CallEvent>) {
+    tokio::spawn(async move {
+        let mut failed = false;
+        while let Some(msg) = tx.receive().await {
+            if let SipMessage::Response(r) = msg {
+                failed |= code_of(&r) >= 300;
+                let r = Box::new(r);
+                let _ = ev.send(match side {
+                    Side::A => CallEvent::AResponse(r),
+                    Side::B => CallEvent::BResponse(r),
+                });
+            }
+        }
+        if !failed {
+            let _ = ev.send(match side {
+                Side::A => CallEvent::AGone,
+                Side::B => CallEvent::BGone,
+            });
+        }
+    });
+}
