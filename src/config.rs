@@ -304,6 +304,11 @@ pub struct SipConfig {
     /// §8.1.3.4); 0: none (the caller gets a failure, never the 3xx).
     #[serde(default = "default_max_redirects")]
     pub max_redirects: u32,
+    /// How long a dialout waits for stage one's confirming digit after the
+    /// `use_call_confirmation` prompt has played, in seconds (the prompt
+    /// plays at most twice).
+    #[serde(default = "default_confirm_timeout")]
+    pub confirm_timeout_secs: u64,
     /// Digest username for the trunk's 401/407 challenges (RFC 3261 §22);
     /// empty: not answered.
     #[serde(default)]
@@ -327,6 +332,9 @@ fn default_min_se() -> u32 {
 
 fn default_ring_timeout() -> u64 {
     60
+}
+fn default_confirm_timeout() -> u64 {
+    8
 }
 fn default_drain() -> u64 {
     30
@@ -357,6 +365,7 @@ impl Default for SipConfig {
             session_expires_secs: default_session_expires(),
             min_se_secs: default_min_se(),
             max_redirects: default_max_redirects(),
+            confirm_timeout_secs: default_confirm_timeout(),
             trunk_username: String::new(),
             trunk_password: crate::sip::config::Secret::default(),
         }
@@ -585,6 +594,9 @@ impl Config {
                     format!("`{}` is not an IP address", self.media.bind_ip),
                 )
             })?;
+        if self.sip.confirm_timeout_secs == 0 {
+            return Err(invalid("sip.confirm_timeout_secs", "must be at least 1"));
+        }
         if self.sip.ring_timeout_secs == 0 {
             return Err(invalid("sip.ring_timeout_secs", "must be at least 1"));
         }

@@ -9,6 +9,7 @@ use crate::call::router::{
 };
 use crate::model::attributes::flag;
 use crate::model::binding::Binding;
+use crate::model::dialout::Dialout;
 use crate::model::now_ms;
 use crate::store::calls::CallDetail;
 use crate::store::{Store, StoreError};
@@ -36,8 +37,26 @@ fn router_error(e: StoreError) -> RouterError {
 /// What call control needs of a binding: numbers, caller-ID switches,
 /// CNAM and the `sip_header_X-*` attributes as headers.
 pub fn route_of(b: &Binding) -> CallRoute {
-    let sip_headers = b
-        .attributes
+    route_from(
+        &b.binding_sid,
+        &b.redirect_did,
+        &b.destination_did,
+        &b.attributes,
+        false,
+    )
+    .with_dtmf(b.dtmf.clone().filter(|d| !d.is_empty()))
+}
+
+/// A route from a binding's or dialout's fields; `hide_default` is
+/// `hide_origination_did` when the attribute is not set.
+fn route_from(
+    sid: &str,
+    redirect_did: &str,
+    destination_did: &str,
+    attributes: &serde_json::Map<String, serde_json::Value>,
+    hide_default: bool,
+) -> CallRoute {
+    let sip_headers = attributes
         .iter()
         .filter_map(|(k, v)| {
             let name = k.strip_prefix("sip_header_")?;
@@ -45,28 +64,35 @@ pub fn route_of(b: &Binding) -> CallRoute {
         })
         .collect();
     CallRoute {
-        binding_sid: b.binding_sid.clone(),
-        redirect_did: b.redirect_did.clone(),
-        destination_did: b.destination_did.clone(),
-        hide_origination_did: flag(&b.attributes, "hide_origination_did", false),
-        fix_anonymous_cid: flag(&b.attributes, "fix_anonymous_cid", false),
-        cnam: b
-            .attributes
+        binding_sid: sid.to_string(),
+        redirect_did: redirect_did.to_string(),
+        destination_did: destination_did.to_string(),
+        hide_origination_did: flag(attributes, "hide_origination_did", hide_default),
+        fix_anonymous_cid: flag(attributes, "fix_anonymous_cid", false),
+        cnam: attributes
             .get("cnam")
             .and_then(|v| v.as_str())
             .map(str::to_string),
         sip_headers,
         media: CallMedia {
-            announce: b
-                .attributes
+            announce: attributes
                 .get("announce")
                 .and_then(|v| v.as_str())
                 .filter(|s| !s.trim().is_empty())
                 .map(str::to_string),
-            ringback: Ringback::parse(b.attributes.get("ringback").and_then(|v| v.as_str())),
-            dtmf: b.dtmf.clone().filter(|d| !d.is_empty()),
+            ringback: Ringback::parse(attributes.get("ringback").and_then(|v| v.as_str())),
+            dtmf: None,
         },
     }
+}
+
+/// The route of one dialout stage (issue 6): `to` is called from the
+/// dialout's redirect DID with its caller-ID switch (`hide_origination_did`,
+/// true unless set to false for dialouts), `cnam`, `sip_header_X-*`
+/// attributes, `announce` and `ringback`. `dtmf` is not a dialout attribute
+/// and is never sent.
+pub fn dialout_route(d: &Dialout, to: &str) -> CallRoute {
+    route_from(&d.dialout_sid, &d.redirect_did, to, &d.attributes, true)
 }
 
 #[async_trait]

@@ -130,6 +130,7 @@ fn call_config(config: &Config) -> anyhow::Result<(SipConfig, MediaConfig)> {
         session_expires_secs: config.sip.session_expires_secs,
         min_se_secs: config.sip.min_se_secs,
         max_redirects: config.sip.max_redirects,
+        confirm_timeout_secs: config.sip.confirm_timeout_secs,
         trunk_username: config.sip.trunk_username.clone(),
         trunk_password: config.sip.trunk_password.clone(),
     };

@@ -58,10 +58,31 @@ pub(crate) struct Ctx {
     pub pacer: Arc<Pacer>,
     /// Music on hold, decoded at start.
     pub moh: Arc<Clip>,
+    /// The default dialout confirmation prompt, decoded at start.
+    pub prompt: Arc<Clip>,
 }
 
 /// The built-in music on hold (`scripts/make-moh.py`, CC0).
 const BUILTIN_MOH: &[u8] = include_bytes!("../../assets/moh.wav");
+
+/// The default dialout confirmation prompt, "Press 1 to accept this call."
+/// (`scripts/make-prompt.py`, espeak-ng).
+const BUILTIN_PROMPT: &[u8] = include_bytes!("../../assets/confirm-prompt.wav");
+
+/// Decodes a built-in WAV (one second of silence if it cannot be: never
+/// fails the start).
+async fn builtin_clip(bytes: &'static [u8]) -> Arc<Clip> {
+    match tokio::task::spawn_blocking(move || {
+        crate::media::audio::decode(bytes.to_vec(), Some("wav"))
+    })
+    .await
+    {
+        Ok(Ok(c)) => Arc::new(c),
+        _ => Arc::new(Clip {
+            samples: vec![0; 8000],
+        }),
+    }
+}
 
 /// Pacing tasks for generated media (docs/performance.md).
 const PACER_SHARDS: usize = 4;
@@ -74,14 +95,7 @@ async fn load_moh(audio: &AudioLoader, source: &str) -> Arc<Clip> {
     {
         return c;
     }
-    let bytes = BUILTIN_MOH.to_vec();
-    match tokio::task::spawn_blocking(move || crate::media::audio::decode(bytes, Some("wav"))).await
-    {
-        Ok(Ok(c)) => Arc::new(c),
-        _ => Arc::new(Clip {
-            samples: vec![0; 8000],
-        }),
-    }
+    builtin_clip(BUILTIN_MOH).await
 }
 
 /// A running SIP core.
@@ -162,10 +176,12 @@ pub async fn start(
             .map_err(|e| SipError::Config(format!("audio fetching: {e}")))?,
     );
     let moh = load_moh(&audio, &media.moh).await;
+    let prompt = builtin_clip(BUILTIN_PROMPT).await;
     let ctx = Arc::new(Ctx {
         audio,
         pacer: Pacer::start(PACER_SHARDS),
         moh,
+        prompt,
         pool: PortPool::new(media.low, media.high, media.bind_ip),
         cfg,
         media,

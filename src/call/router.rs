@@ -28,6 +28,14 @@ pub struct CallRoute {
     pub media: CallMedia,
 }
 
+impl CallRoute {
+    /// The route with `dtmf` digits for the B leg.
+    pub fn with_dtmf(mut self, dtmf: Option<String>) -> CallRoute {
+        self.media.dtmf = dtmf;
+        self
+    }
+}
+
 /// The `ringback` attribute (docs/media.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Ringback {

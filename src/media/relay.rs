@@ -129,6 +129,32 @@ struct LegState {
     /// While set, RTP relayed towards this leg is dropped (generated media
     /// plays, or the legs are not bridged yet).
     held: bool,
+    /// Where RFC 4733 events received from this leg are reported (see
+    /// [`Relay::tap_events`]), and the timestamp of the last one reported.
+    tap: Option<(tokio::sync::mpsc::UnboundedSender<u8>, Option<u32>)>,
+}
+
+impl LegState {
+    /// Reports the RFC 4733 event in `pkt` (an RTP packet from this leg on
+    /// its telephone-event payload type) once per event: an event is one
+    /// timestamp (RFC 4733 §2.5.1.2), reported on its first packet seen
+    /// (which may be a retransmitted end packet).
+    fn tap_event(&mut self, pkt: &[u8]) {
+        let (Some((tx, last)), Some(te)) = (self.tap.as_mut(), self.codec.and_then(|c| c.te_pt))
+        else {
+            return;
+        };
+        let Ok(r) = RtpReader::new(pkt) else { return };
+        if r.payload_type() != te || r.payload().len() < 4 {
+            return;
+        }
+        let ts = r.timestamp();
+        if *last == Some(ts) {
+            return;
+        }
+        *last = Some(ts);
+        let _ = tx.send(r.payload()[0]);
+    }
 }
 
 struct Shared {
@@ -239,6 +265,18 @@ impl Relay {
         }
     }
 
+    /// From now on, reports each RFC 4733 event received from `side` on its
+    /// negotiated telephone-event payload type (its event code: 0-9 the
+    /// digits, 10 `*`, 11 `#`, RFC 4733 §3.2), once per event; the packets
+    /// are relayed (or dropped) as before. Dropping the receiver stops it.
+    pub fn tap_events(&self, side: Side) -> tokio::sync::mpsc::UnboundedReceiver<u8> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        if let Ok(mut legs) = self.shared.legs.lock() {
+            legs[side.idx()].tap = Some((tx, None));
+        }
+        rx
+    }
+
     /// RTP/RTCP packets received from `side` so far.
     pub fn received(&self, side: Side) -> u64 {
         self.shared.received[side.idx()].load(Ordering::Relaxed)
@@ -327,6 +365,9 @@ async fn forward(
             return;
         }
         let from_codec = leg.codec;
+        if kind == Kind::Rtp && leg.tap.is_some() {
+            leg.tap_event(pkt);
+        }
         let out = &mut legs[to.idx()];
         let dest = match kind {
             Kind::Rtp => out.rtp.target(),

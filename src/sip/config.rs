@@ -31,6 +31,9 @@ pub struct SipConfig {
     /// §8.1.3.4), counted over the whole call; 0: never (the 3xx is mapped
     /// to a failure for the caller).
     pub max_redirects: u32,
+    /// How long a dialout waits for stage one's confirming digit after the
+    /// confirmation prompt, in seconds.
+    pub confirm_timeout_secs: u64,
     /// Digest username for the trunk's 401/407 challenges (RFC 3261 §22);
     /// empty: challenges are not answered.
     pub trunk_username: String,
@@ -85,6 +88,7 @@ impl Default for SipConfig {
             session_expires_secs: 1800,
             min_se_secs: 90,
             max_redirects: 3,
+            confirm_timeout_secs: 8,
             trunk_username: String::new(),
             trunk_password: Secret::default(),
         }
@@ -150,6 +154,8 @@ pub struct ValidSipConfig {
     pub trusted: Vec<IpNet>,
     /// Ring timeout.
     pub ring_timeout: std::time::Duration,
+    /// How long a dialout waits for the confirming digit after its prompt.
+    pub confirm_timeout: std::time::Duration,
     /// Drain time.
     pub drain: std::time::Duration,
     /// Session timer settings (RFC 4028).
@@ -286,6 +292,7 @@ impl SipConfig {
             trunk,
             trusted,
             ring_timeout: std::time::Duration::from_secs(self.ring_timeout_secs),
+            confirm_timeout: std::time::Duration::from_secs(self.confirm_timeout_secs.max(1)),
             drain: std::time::Duration::from_secs(self.drain_secs),
             timers: crate::call::session_timer::TimerConfig {
                 session_expires: self.session_expires_secs.max(self.min_se_secs),
