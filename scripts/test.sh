@@ -124,6 +124,9 @@ MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/run-sip-tests.sh
 log "media: announcements, ring-back, music on hold, DTMF (sip-tests/media/run.sh)"
 MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/media/run.sh
 
+log "dialouts: two-stage calls, confirmation, ring-back, trunk challenges (sip-tests/dialout/run.sh)"
+MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/dialout/run.sh
+
 log "SIP over TCP framing and messages over the UDP size limit: sip-tests/tcp-framing/run.sh"
 MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/tcp-framing/run.sh
 
