@@ -53,6 +53,7 @@ DIDS = [str(15162065360 + i) for i in range(20)]
 TE = 101
 ONE_HZ, TWO_HZ = 1000, 600  # what each stage says
 CONFIRM_SECS = 2  # sip.confirm_timeout_secs in the test config
+ANN_HZ, PROMPT_HZ = 800, 1200  # the announcement's and the custom prompt's tones
 
 # --- the trunk user agent ------------------------------------------------------
 
@@ -634,6 +635,33 @@ def cases(proto):
         return bridged_ok(l1, l2)
     add("ringback-false-silence", {"answer_after": 0.3}, {"answer_after": 2.0}, {"ringback": "false"}, silence_check)
 
+    def tone_at(leg, t0, t1, hz, others=(440, 480, 600, 1000)):
+        _, x = energy(leg.packets, t0, t1)
+        p = {f: mt.goertzel(x, f) for f in (hz,) + others}
+        return len(x) >= 2400 and p[hz] > 20 * max(p[f] for f in others), f"{len(x)} samples, {p}"
+
+    def announce_check(t, o, w, r, out, _):
+        l1, l2 = t.leg_for(o), t.leg_for(w)
+        if out != "connected":
+            return False, f"outcome {out}, calls {calls_seen(t)}"
+        ok, why = tone_at(l1, l1.answered + 0.2, l1.answered + 0.8, ANN_HZ)
+        if not ok:
+            return False, f"announcement ({ANN_HZ} Hz) not heard by stage one: {why}"
+        if l2.invited < l1.answered + 0.9:
+            return False, f"stage two called {l2.invited - l1.answered:.2f} s after answer, during the announcement"
+        return connected_checks(t, o, w, r, out)
+    add("announce-before-stage-two", {"answer_after": 0.3}, {"answer_after": 2.0}, {"announce": "ann.wav"},
+        announce_check)
+
+    def custom_prompt_check(t, o, w, r, out, _):
+        l1 = t.leg_for(o)
+        ok, why = tone_at(l1, l1.answered + 0.2, l1.answered + 1.2, PROMPT_HZ)
+        if not ok:
+            return False, f"custom prompt ({PROMPT_HZ} Hz) not heard: {why}"
+        return connected_checks(t, o, w, r, out)
+    add("confirm-custom-prompt", {"answer_after": 0.3, "press": "1", "press_at": 2.0}, {"answer_after": 2.0},
+        {"use_call_confirmation": "prompt.wav"}, custom_prompt_check)
+
     def shown_check(t, o, w, r, out, _):
         for leg in (t.leg_for(o), t.leg_for(w)):
             if leg and (leg.display != "Acme Clinic" or mt.hget(leg.invite, "x-campaign") != "c42"):
@@ -651,6 +679,8 @@ def main():
     only = re.compile(sys.argv[3] if len(sys.argv) > 3 else ".")
     tmp = tempfile.mkdtemp(prefix="mediator-dialout-")
     conf = os.path.join(tmp, "mediator.toml")
+    mt.write_wav(os.path.join(tmp, "ann.wav"), 8000, 1, 1.0, lambda t: 0.4 * math.sin(2 * math.pi * ANN_HZ * t))
+    mt.write_wav(os.path.join(tmp, "prompt.wav"), 16000, 1, 1.5, lambda t: 0.4 * math.sin(2 * math.pi * PROMPT_HZ * t))
     transport = ";transport=tcp" if proto == "tcp" else ""
     with open(conf, "w") as f:
         f.write(f"""[api]
@@ -670,6 +700,7 @@ trunk_password = "{TRUNK_PASS}"
 advertised_ip = "{HOST}"
 bind_ip = "{HOST}"
 rtp_ports = "{RTP_LOW}-{RTP_HIGH}"
+audio_dir = "{tmp}"
 
 [database]
 url = "sqlite://{tmp}/mediator.db"
