@@ -446,6 +446,22 @@ def check_gone(sid):
     return code == 404, f"GET /dialouts/{sid}: {code}, not 404"
 
 
+def check_records(sid, trunk, outcome):
+    """GET /calls has one `dialout` record per stage the trunk saw, stage
+    one first, each with the dialout's outcome and the leg's final status."""
+    end = time.monotonic() + 5
+    while True:
+        code, v = api("GET", f"/calls?filter=dialout_sid+eq+{sid}&limit=10")
+        items = (v.get("body") or {}).get("items", []) if code == 200 else []
+        if len(items) >= len(trunk.order) or time.monotonic() > end:
+            break
+        time.sleep(0.2)
+    items.sort(key=lambda r: r.get("date_start") or "")
+    got = [(r.get("number_dst"), r.get("sip_status"), r.get("outcome"), r.get("type")) for r in items]
+    want = [(leg.user, leg.final, outcome, "dialout") for leg in trunk.order]
+    return got == want, f"records {got}, want {want}"
+
+
 def run_case(proto, name, one_beh, two_beh, attributes, check, hang_up_after=2.0):
     one, two, redirect = numbers()
     one_beh.setdefault("rtp", ONE_RTP)
@@ -477,6 +493,8 @@ def run_case(proto, name, one_beh, two_beh, attributes, check, hang_up_after=2.0
         ok, why = check(trunk, one, two, redirect, outcome, t_post)
         if ok:
             ok, why = check_gone(sid)
+        if ok:
+            ok, why = check_records(sid, trunk, outcome)
         if trunk.errors:
             ok, why = False, f"trunk UA: {trunk.errors}"
         result(f"{proto}-{name}", ok, why)

@@ -10,7 +10,8 @@
 # X- header. It checks who was
 # called when and with which From, the prompt's energy, the NANP ring-back
 # (Goertzel 440+480 Hz), audio both ways after the bridge, BYEs, and that
-# the dialout is gone from GET /dialouts/{sid} (404).
+# the dialout is gone from GET /dialouts/{sid} (404) with one record per
+# stage called in GET /calls (its status and the outcome).
 #
 # Needs python3 only. Loopback; ports PORT_BASE (default 21000) to +2 and
 # RTP_THOUSANDS*1000 (default 43000) to +799. Last line "N passed, M
