@@ -54,6 +54,8 @@ TE = 101
 ONE_HZ, TWO_HZ = 1000, 600  # what each stage says
 CONFIRM_SECS = 2  # sip.confirm_timeout_secs in the test config
 ANN_HZ, PROMPT_HZ = 800, 1200  # the announcement's and the custom prompt's tones
+EARLY_HZ = 1400  # stage two's early media with ringback passthrough
+RING_SECS = 6  # sip.ring_timeout_secs in the test config
 
 # --- the trunk user agent ------------------------------------------------------
 
@@ -263,7 +265,12 @@ class Trunk(threading.Thread):
                 leg.ended = time.monotonic()
                 self.reply(m, src, 486, "Busy Here", leg.tag)
                 return
-            self.reply(m, src, 180, "Ringing", leg.tag)
+            if beh.get("early_hz"):
+                # 183 with SDP and early media (a tone) until the answer
+                self.reply(m, src, 183, "Session Progress", leg.tag, self.sdp(leg))
+                leg.rtp = RtpPeer(leg)
+            else:
+                self.reply(m, src, 180, "Ringing", leg.tag)
         elif start.startswith("ACK"):
             return
         elif start.startswith("CANCEL"):
@@ -291,7 +298,7 @@ class Trunk(threading.Thread):
         if leg.final is None and now >= leg.invited + leg.beh.get("answer_after", 0.2):
             leg.final = 200
             leg.answered = now
-            leg.rtp = RtpPeer(leg)
+            leg.rtp = leg.rtp or RtpPeer(leg)
             self.reply(leg.invite, leg.src, 200, "OK", leg.tag, self.sdp(leg))
         p = leg.beh.get("press")
         if p and leg.answered and not leg.ended and now >= leg.answered + leg.beh.get("press_at", 3.6):
@@ -367,7 +374,7 @@ class RtpPeer:
                     _, pay, ts, mark = self.pending.pop(0)
                     pkt = mt.rtp_packet(TE, self.seq, ts, self.ssrc, pay, mark)
                 else:
-                    hz = leg.beh.get("hz", 0)
+                    hz = leg.beh.get("hz", 0) if leg.answered else leg.beh.get("early_hz", 0)
                     pay = bytes(mt.ulaw_encode(6000 * math.sin(2 * math.pi * hz * (n * 160 + i) / 8000)) for i in range(160))
                     pkt = mt.rtp_packet(0, self.seq, self.ts, self.ssrc, pay, n == 0)
                     n += 1
@@ -680,6 +687,26 @@ def cases(proto):
     add("confirm-custom-prompt", {"answer_after": 0.3, "press": "1", "press_at": 2.0}, {"answer_after": 2.0},
         {"use_call_confirmation": "prompt.wav"}, custom_prompt_check)
 
+    def passthrough_check(t, o, w, r, out, _):
+        l1, l2 = t.leg_for(o), t.leg_for(w)
+        if out != "connected":
+            return False, f"outcome {out}, calls {calls_seen(t)}"
+        ok, why = tone_at(l1, l2.invited + 0.4, l2.invited + 1.6, EARLY_HZ)
+        if not ok:
+            return False, f"stage two's early media ({EARLY_HZ} Hz) not heard by stage one: {why}"
+        return bridged_ok(l1, l2)
+    add("ringback-passthrough-early-media", {"answer_after": 0.3}, {"answer_after": 2.0, "early_hz": EARLY_HZ},
+        {"ringback": "passthrough"}, passthrough_check)
+
+    def no_answer_check(t, o, w, r, out, _):
+        l1, l2 = t.leg_for(o), t.leg_for(w)
+        if out != "stage_two_no_answer" or not l2 or l2.final != 487:
+            return False, f"outcome {out}, calls {calls_seen(t)}"
+        if not l1.bye_from_mediator or l2.ended - l2.invited < RING_SECS - 0.5:
+            return False, f"stage two cancelled after {l2.ended - l2.invited:.1f} s; BYE to stage one {l1.bye_from_mediator}"
+        return True, ""
+    add("stage-two-no-answer", {"answer_after": 0.3}, {"answer_after": 60}, {}, no_answer_check)
+
     def shown_check(t, o, w, r, out, _):
         for leg in (t.leg_for(o), t.leg_for(w)):
             if leg and (leg.display != "Acme Clinic" or mt.hget(leg.invite, "x-campaign") != "c42"):
@@ -709,7 +736,7 @@ listen = ["udp:{HOST}:{SIP_PORT}", "tcp:{HOST}:{SIP_PORT}"]
 advertised_host = "{HOST}"
 trunk = "sip:{HOST}:{TRUNK_PORT}{transport}"
 trusted = ["127.0.0.1/32"]
-ring_timeout_secs = 20
+ring_timeout_secs = {RING_SECS}
 confirm_timeout_secs = {CONFIRM_SECS}
 trunk_username = "{TRUNK_USER}"
 trunk_password = "{TRUNK_PASS}"

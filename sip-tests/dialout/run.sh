@@ -5,7 +5,8 @@
 # over TCP: no confirmation, confirmation by an RFC 4733 '1' and by SIP
 # INFO, a '2', no key at all, stage two busy, stage one busy, 401 and 407
 # challenges from the trunk, stage one hanging up while stage two rings,
-# ring-back music and silence, an announcement, a custom prompt,
+# ring-back music, silence and passthrough, stage two not answering, an
+# announcement, a custom prompt,
 # hide_origination_did false with cnam and an
 # X- header. It checks who was
 # called when and with which From, the prompt's energy, the NANP ring-back
