@@ -28,6 +28,7 @@ import random
 import re
 import shutil
 import socket
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -56,6 +57,7 @@ CONFIRM_SECS = 2  # sip.confirm_timeout_secs in the test config
 ANN_HZ, PROMPT_HZ = 800, 1200  # the announcement's and the custom prompt's tones
 EARLY_HZ = 1400  # stage two's early media with ringback passthrough
 RING_SECS = 6  # sip.ring_timeout_secs in the test config
+DRAIN_SECS = 2  # sip.drain_secs in the test config
 
 # --- the trunk user agent ------------------------------------------------------
 
@@ -717,6 +719,43 @@ def cases(proto):
     return c
 
 
+def case_shutdown(proto, med):
+    """SIGTERM while stage two rings: after sip.drain_secs the dialout is
+    cancelled (CANCEL to stage two, BYE to stage one), recorded as
+    `cancelled`, and Mediator exits."""
+    name = f"{proto}-shutdown-cancels-ringing-dialout"
+    one, two, redirect = numbers()
+    trunk = Trunk(proto, {one: {"answer_after": 0.3, "rtp": ONE_RTP, "hz": ONE_HZ},
+                          two: {"answer_after": 60, "rtp": TWO_RTP, "hz": TWO_HZ}})
+    trunk.start()
+    try:
+        sid = place(one, two, redirect)
+        end = time.monotonic() + 10
+        while time.monotonic() < end and not trunk.leg_for(two):
+            time.sleep(0.05)
+        if not trunk.leg_for(two):
+            return result(name, False, f"stage two not called: {calls_seen(trunk)}")
+        t_term = time.monotonic()
+        med.terminate()
+        med.wait(20)
+        outcome = outcome_of(sid, 1)
+        l1, l2 = trunk.leg_for(one), trunk.leg_for(two)
+        if outcome != "cancelled" or l2.final != 487 or not l1.bye_from_mediator:
+            return result(name, False, f"outcome {outcome}, calls {calls_seen(trunk)}, BYE {l1.bye_from_mediator}")
+        if l2.ended - t_term < DRAIN_SECS - 0.5:
+            return result(name, False, f"cancelled {l2.ended - t_term:.1f} s after SIGTERM, before the drain time")
+        # The records reached the store before the process ended.
+        db = sqlite3.connect(os.path.join(os.path.dirname(LOG), "mediator.db"))
+        rows = db.execute("SELECT number_dst, sip_status, outcome FROM calls WHERE dialout_sid = ? "
+                          "ORDER BY date_start", (sid,)).fetchall()
+        db.close()
+        if rows != [(one, 200, "cancelled"), (two, 487, "cancelled")]:
+            return result(name, False, f"stored records {rows}")
+        result(name, True)
+    finally:
+        trunk.close()
+
+
 def main():
     global LOG
     binary, proto = sys.argv[1], sys.argv[2]
@@ -737,6 +776,7 @@ advertised_host = "{HOST}"
 trunk = "sip:{HOST}:{TRUNK_PORT}{transport}"
 trusted = ["127.0.0.1/32"]
 ring_timeout_secs = {RING_SECS}
+drain_secs = {DRAIN_SECS}
 confirm_timeout_secs = {CONFIRM_SECS}
 trunk_username = "{TRUNK_USER}"
 trunk_password = "{TRUNK_PASS}"
@@ -779,6 +819,12 @@ permissions = ["hide_origination_did"]
                     fn(name)
                 except Exception as e:  # noqa: BLE001 - a case that crashes fails
                     result(f"{proto}-{name}", False, repr(e))
+        # Last: it stops Mediator.
+        if only.search("shutdown-cancels-ringing-dialout"):
+            try:
+                case_shutdown(proto, med)
+            except Exception as e:  # noqa: BLE001 - a case that crashes fails
+                result(f"{proto}-shutdown-cancels-ringing-dialout", False, repr(e))
     finally:
         med.terminate()
         try:

@@ -2,17 +2,17 @@
 # Dialouts end to end (issue 6; docs/call-flows.md, "Dialouts"): the release
 # binary places dialouts made with POST /dialouts (delay 0) and a scripted
 # user agent at the trunk address answers both stages, over UDP and then
-# over TCP: no confirmation, confirmation by an RFC 4733 '1' and by SIP
-# INFO, a '2', no key at all, stage two busy, stage one busy, 401 and 407
-# challenges from the trunk, stage one hanging up while stage two rings,
-# ring-back music, silence and passthrough, stage two not answering, an
-# announcement, a custom prompt,
-# hide_origination_did false with cnam and an
-# X- header. It checks who was
-# called when and with which From, the prompt's energy, the NANP ring-back
-# (Goertzel 440+480 Hz), audio both ways after the bridge, BYEs, and that
-# the dialout is gone from GET /dialouts/{sid} (404) with one record per
-# stage called in GET /calls (its status and the outcome).
+# over TCP. Cases: no confirmation; confirmation by an RFC 4733 '1', by SIP
+# INFO, with a custom prompt; a '2'; no key at all; stage one busy; stage
+# two busy; stage two not answering; 401 and 407 challenges from the trunk;
+# stage one hanging up while stage two rings; ring-back music, silence and
+# passthrough; an announcement; hide_origination_did false with cnam and an
+# X- header; SIGTERM while stage two rings (cancelled after sip.drain_secs,
+# records stored). It checks who was called when and with which From, the
+# prompt's energy, the NANP ring-back (Goertzel 440+480 Hz), audio both
+# ways after the bridge, BYEs, and that the dialout is gone from GET
+# /dialouts/{sid} (404) with one record per stage called in GET /calls (its
+# status and the outcome).
 #
 # Needs python3 only. Loopback; ports PORT_BASE (default 21000) to +2 and
 # RTP_THOUSANDS*1000 (default 43000) to +799. Last line "N passed, M
