@@ -11,7 +11,9 @@
 # (sip-tests/ops/run.sh: callbacks to a real HTTP receiver, JSON logs,
 # metrics) and the two-node test (sip-tests/two-node/run.sh: Kamailio's
 # dispatcher in front of two nodes on one PostgreSQL database; kamailio is
-# installed when missing). The two cargo-fuzz targets run briefly
+# installed when missing) and the dialout scheduler test
+# (sip-tests/dialout-sched/run.sh: restart after kill -9, missed dialouts,
+# two nodes placing each dialout once). The two cargo-fuzz targets run briefly
 # (scripts/fuzz.sh, FUZZ_SECONDS each, default 30) at low priority beside the
 # SIP tests, and their committed corpora are replayed by cargo test; long
 # fuzz runs are recorded in docs/robustness.md.
@@ -141,6 +143,9 @@ MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/ops/run.sh
 
 log "two nodes on one PostgreSQL behind Kamailio (sip-tests/two-node/run.sh)"
 MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/two-node/run.sh
+
+log "dialout scheduler: restart, kill -9, missed, two nodes on one PostgreSQL (sip-tests/dialout-sched/run.sh)"
+MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/dialout-sched/run.sh
 
 log "fuzz targets: scripts/fuzz.sh (started above)"
 if wait "$FUZZ_PID"; then
