@@ -129,6 +129,9 @@ MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/media/run.sh
 log "dialouts: two-stage calls, confirmation, ring-back, trunk challenges (sip-tests/dialout/run.sh)"
 MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/dialout/run.sh
 
+log "dialouts with a SIPp trunk: RFC 4733 '1'/'2'/none, audio both ways (sip-tests/dialout/sipp.sh)"
+MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/dialout/sipp.sh
+
 log "SIP over TCP framing and messages over the UDP size limit: sip-tests/tcp-framing/run.sh"
 MEDIATOR_BIN="$PWD/target/release/mediator" bash sip-tests/tcp-framing/run.sh
 
