@@ -6,8 +6,8 @@
 # dtmf_2833_1.pcap: stage two called only after the key, both Froms the
 # redirect DID, PCMU both ways on both legs after the bridge seen by
 # tcpdump, outcome connected); press-2 (no stage two, stage one gets BYE,
-# not_confirmed); never-press (BYE no sooner than
-# sip.confirm_timeout_secs, not_confirmed). Each case checks the dialout
+# not_confirmed); never-press (BYE no sooner than twice
+# sip.confirm_timeout_secs: the prompt repeats once; not_confirmed). Each case checks the dialout
 # 404s in GET /dialouts/{sid} and GET /calls has its records.
 #
 # Needs sipp (sip-tester), tcpdump (root), python3; installs the first two
