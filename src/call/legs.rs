@@ -426,6 +426,37 @@ pub fn b_dialog(
     connection: SipConnection,
     destination: Option<SipAddr>,
 ) -> Option<LegDialog> {
+    let via = ViaSelf::of(cfg, via_proto(invite));
+    uac_dialog(&via, invite, ok, connection, destination)
+}
+
+/// The host and port we put in our Via on a transport (the
+/// `advertised_host`, the listener's port for it; 5060 when none).
+#[derive(Debug, Clone)]
+pub struct ViaSelf {
+    pub host: String,
+    pub port: u16,
+}
+
+impl ViaSelf {
+    /// Ours on `proto`.
+    pub fn of(cfg: &ValidSipConfig, proto: Proto) -> ViaSelf {
+        ViaSelf {
+            host: cfg.advertised_host.clone(),
+            port: cfg.port_for(proto).unwrap_or(5060),
+        }
+    }
+}
+
+/// [`b_dialog`] with our Via given: the dialog of the 2xx `ok` to our
+/// `invite`; `None` when the INVITE lacks Call-ID or From, or `ok` lacks To.
+pub fn uac_dialog(
+    via: &ViaSelf,
+    invite: &Request,
+    ok: &Response,
+    connection: SipConnection,
+    destination: Option<SipAddr>,
+) -> Option<LegDialog> {
     let mut route_set = record_route(ok);
     route_set.reverse();
     // The transport the INVITE went over (TCP for a large one, §18.1.1).
@@ -440,8 +471,8 @@ pub fn b_dialog(
         // (higher than 1 after a redirect, challenge or 422 retry).
         local_cseq: cseq_number(invite).unwrap_or(1),
         proto,
-        via_host: cfg.advertised_host.clone(),
-        via_port: cfg.port_for(proto).unwrap_or(5060),
+        via_host: via.host.clone(),
+        via_port: via.port,
         connection,
         destination,
     })

@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use rsipstack::sip::{Header, Request, Response, SipMessage, Uri};
 use rsipstack::transaction::Transaction;
+use rsipstack::transaction::endpoint::EndpointInnerRef;
 use rsipstack::transport::{SipAddr, SipConnection};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::error::SendError;
 use tracing::{debug, info, warn};
 
 use super::Ctx;
 use super::legs::{
-    BInvite, UDP_REQUEST_LIMIT, b_dialog, b_invite, cancel_for, cseq_number, needs_tcp,
-    retry_invite, trunk_tcp_addr,
+    BInvite, UDP_REQUEST_LIMIT, ViaSelf, b_dialog, b_invite, cancel_for, cseq_number, needs_tcp,
+    retry_invite, trunk_tcp_addr, uac_dialog,
 };
 use super::registry::CallEvent;
 use super::reliable::ReliableUac;
@@ -24,11 +26,15 @@ use crate::media::relay::Side;
 use crate::sip::SipError;
 use crate::sip::config::Proto;
 use crate::sip::dialog::{final_response, send_request};
-use crate::sip::message::{code_of, via_proto};
+use crate::sip::message::{code_of, header_value, via_proto};
 
 /// How long a TCP connect to the UDP trunk may take when a large INVITE is
 /// switched to TCP (RFC 3261 §18.1.1) before we send it over UDP instead.
 const TCP_SWITCH_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The largest UDP payload over IPv4 (65,535 bytes less the IP and UDP
+/// headers), in bytes.
+const UDP_MAX_PAYLOAD: usize = 65_507;
 
 /// One outbound INVITE (and its retries) before it is answered or fails.
 pub(crate) struct UacLeg {
@@ -96,14 +102,27 @@ impl UacLeg {
         }
         let tx = match tx {
             Some(tx) => tx,
-            None => send_request(&ctx.endpoint, req.clone(), None, None).await?,
+            None => {
+                let size = req.to_bytes().len();
+                if via_proto(&req) == Proto::Udp && size > UDP_MAX_PAYLOAD {
+                    // No datagram can carry it: fail the leg now rather
+                    // than wait for a response that cannot come.
+                    return Err(SipError::TooLarge(size));
+                }
+                send_request(&ctx.endpoint, req.clone(), None, None).await?
+            }
         };
         let (conn, dest) = (tx.connection.clone(), tx.destination.clone());
         if conn.is_none() && via_proto(&req) == Proto::Tcp {
             // A refused TCP connect: fail now rather than at Timer B.
             return Err(SipError::Unreachable(format!("{:?}", ctx.cfg.trunk)));
         }
-        watch(tx, side, events);
+        watch(
+            tx,
+            side,
+            events,
+            Orphan::new(ctx, &req, conn.clone(), dest.clone()),
+        );
         let cseq = cseq_number(&req).unwrap_or(1);
         Ok(UacLeg {
             invite: req,
@@ -159,9 +178,10 @@ impl UacLeg {
             self.dest = tx.destination.clone();
         }
         info!(side = ?self.side, cseq = ?cseq_number(&req), ruri = %req.uri, "INVITE retried");
+        let orphan = Orphan::new(ctx, &req, self.conn.clone(), self.dest.clone());
         self.invite = req;
         self.provisional = false;
-        watch(tx, self.side, events);
+        watch(tx, self.side, events, orphan);
         Ok(())
     }
 
@@ -229,21 +249,106 @@ impl UacLeg {
     }
 }
 
+/// What [`watch`] needs to end a dialog that no call is left to take.
+pub(crate) struct Orphan {
+    endpoint: EndpointInnerRef,
+    via: ViaSelf,
+    invite: Request,
+    conn: Option<SipConnection>,
+    dest: Option<SipAddr>,
+}
+
+impl Orphan {
+    /// For the INVITE `invite` sent on `conn` to `dest`.
+    pub fn new(
+        ctx: &Ctx,
+        invite: &Request,
+        conn: Option<SipConnection>,
+        dest: Option<SipAddr>,
+    ) -> Orphan {
+        Orphan {
+            endpoint: ctx.endpoint.clone(),
+            via: ViaSelf::of(&ctx.cfg, via_proto(invite)),
+            invite: invite.clone(),
+            conn,
+            dest,
+        }
+    }
+
+    /// Ends the dialog of `ok` with BYE (the stack has ACKed it). `pracks`
+    /// is how many PRACKs the call sent in the leg's early dialog: the BYE's
+    /// CSeq comes after theirs (RFC 3261 §12.2.1.1).
+    fn bye(&self, ok: &Response, pracks: u32) {
+        let Some(conn) = self.conn.clone() else {
+            warn!("a 2xx after the call ended, but no connection to the trunk: no BYE");
+            return;
+        };
+        let Some(mut d) = uac_dialog(&self.via, &self.invite, ok, conn, self.dest.clone()) else {
+            warn!("a 2xx after the call ended without a usable To or Call-ID: no BYE");
+            return;
+        };
+        d.local_cseq += pracks;
+        info!(call_id = %d.call_id, "answered after the call ended: ACKed, and ended with BYE (RFC 3261 §15)");
+        let ep = self.endpoint.clone();
+        tokio::spawn(async move {
+            match d.bye(&ep).await {
+                Ok(code) => debug!(call_id = %d.call_id, ?code, "BYE answered"),
+                Err(e) => warn!(call_id = %d.call_id, error = %e, "BYE failed"),
+            }
+        });
+    }
+}
+
 /// Reads the responses of an INVITE client transaction of leg `side` into
 /// the call's events. The "gone" event (the transaction ended without a
 /// final response) is not sent after a failure response: the call has then
 /// decided, and a retry runs in a transaction of its own.
-pub(crate) fn watch(mut tx: Transaction, side: Side, ev: UnboundedSender<CallEvent>) {
+///
+/// A 2xx that comes once the call has ended (its events closed: a 200 that
+/// crossed our CANCEL later than the call waited, or after a shutdown) is
+/// ended here with BYE through `orphan`, once per To tag, so the far end is
+/// never left holding an answered call (RFC 3261 §15; field case BC-02).
+pub(crate) fn watch(
+    mut tx: Transaction,
+    side: Side,
+    ev: UnboundedSender<CallEvent>,
+    orphan: Orphan,
+) {
     tokio::spawn(async move {
         let mut failed = false;
+        // To tags of the 2xx the call took, or we ended.
+        let mut answered: Vec<Option<String>> = Vec::new();
+        // RSeq of each reliable 1xx: the call PRACKs each once.
+        let mut rseqs: Vec<String> = Vec::new();
         while let Some(msg) = tx.receive().await {
-            if let SipMessage::Response(r) = msg {
-                failed |= code_of(&r) >= 300;
-                let r = Box::new(r);
-                let _ = ev.send(match side {
-                    Side::A => CallEvent::AResponse(r),
-                    Side::B => CallEvent::BResponse(r),
-                });
+            let SipMessage::Response(r) = msg else {
+                continue;
+            };
+            let code = code_of(&r);
+            failed |= code >= 300;
+            if (101..200).contains(&code)
+                && let Some(rseq) = header_value(&r, "RSeq")
+                && !rseqs.contains(&rseq)
+            {
+                rseqs.push(rseq);
+            }
+            let two = (200..300).contains(&code);
+            let tag = two.then(|| to_tag(&r)).flatten();
+            let event = match side {
+                Side::A => CallEvent::AResponse(Box::new(r)),
+                Side::B => CallEvent::BResponse(Box::new(r)),
+            };
+            match ev.send(event) {
+                Ok(()) => {}
+                Err(SendError(CallEvent::AResponse(r) | CallEvent::BResponse(r)))
+                    if two && !answered.contains(&tag) =>
+                {
+                    orphan.bye(&r, u32::try_from(rseqs.len()).unwrap_or(0));
+                }
+                Err(_) => {}
+            }
+            if two && !answered.contains(&tag) {
+                answered.push(tag);
             }
         }
         if !failed {
@@ -253,4 +358,11 @@ pub(crate) fn watch(mut tx: Transaction, side: Side, ev: UnboundedSender<CallEve
             });
         }
     });
+}
+
+/// The tag of the To header of `r` (`None`: no tag).
+fn to_tag(r: &Response) -> Option<String> {
+    rsipstack::sip::prelude::HeadersExt::to_header(r)
+        .ok()
+        .and_then(|h| crate::sip::message::tag_of(h.value()))
 }

@@ -29,6 +29,10 @@ pub enum SipError {
     /// The trunk cannot be reached (no connection could be made).
     #[error("trunk unreachable: {0}")]
     Unreachable(String),
+    /// A request of this many bytes is over what one UDP datagram carries
+    /// (65,507), and it could not go over TCP.
+    #[error("request of {0} bytes is too large for UDP")]
+    TooLarge(usize),
     /// A message lacked something we need.
     #[error("malformed message: {0}")]
     Malformed(String),
