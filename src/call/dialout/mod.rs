@@ -83,6 +83,10 @@ struct Stage {
     status: Option<u16>,
     /// When it must have answered.
     ring_until: Option<Instant>,
+    /// The SDP of its latest 1xx (the early answer): the answer when its
+    /// 2xx carries none (RFC 3261 §13.2.1 wants it repeated there, but
+    /// trunks often leave it out; the binding call accepts it too).
+    early_sdp: Option<String>,
 }
 
 impl Stage {
@@ -105,6 +109,7 @@ impl Stage {
             stopped: None,
             status: None,
             ring_until: None,
+            early_sdp: None,
         }
     }
 }
@@ -212,7 +217,7 @@ impl DialoutCall {
                         _ => DialoutOutcome::StageOneFailed,
                     };
                 }
-                Woke::Shutdown => return self.shutdown(),
+                Woke::Shutdown => return self.shutdown().await,
                 _ => {}
             }
         }
@@ -239,7 +244,7 @@ impl DialoutCall {
                         match self.wait(None).await {
                             Woke::PlayDone => break,
                             Woke::HungUp(Side::A) => return self.stage_one_hung_up(),
-                            Woke::Shutdown => return self.shutdown(),
+                            Woke::Shutdown => return self.shutdown().await,
                             _ => {}
                         }
                     }
@@ -270,7 +275,7 @@ impl DialoutCall {
                     self.cancel(Side::B).await;
                     return self.stage_one_hung_up();
                 }
-                Woke::Shutdown => return self.shutdown(),
+                Woke::Shutdown => return self.shutdown().await,
                 _ => {}
             }
         }
@@ -337,7 +342,7 @@ impl DialoutCall {
                     }
                     Woke::Timeout => break,
                     Woke::HungUp(Side::A) => return Err(self.stage_one_hung_up()),
-                    Woke::Shutdown => return Err(self.shutdown()),
+                    Woke::Shutdown => return Err(self.shutdown().await),
                     _ => {}
                 }
             }
@@ -492,7 +497,9 @@ impl DialoutCall {
                     if let Some((side, _)) = ringing {
                         info!(?side, "ring timeout");
                         let code = self.cancel(side).await;
-                        return Woke::Failed(side, code);
+                        // A 200 that crossed our CANCEL came too late: it
+                        // got BYE, and the stage counts as not answered.
+                        return Woke::Failed(side, if code < 300 { 408 } else { code });
                     }
                 }
                 _ = own_wait => return Woke::Timeout,
@@ -569,9 +576,12 @@ impl DialoutCall {
             if leg.cancel_pending {
                 leg.cancel(&ctx);
             }
+            let early = sdp_body(&r, r.body()).filter(|_| code > 100);
+            if early.is_some() {
+                stage.early_sdp = early.clone();
+            }
             if side == Side::B
-                && code > 100
-                && let Some(s) = sdp_body(&r, r.body())
+                && let Some(s) = early
             {
                 // Stage two's early media: heard by stage one with
                 // passthrough, else kept from it (held).
@@ -606,8 +616,8 @@ impl DialoutCall {
                 self.br.bye(dialog);
                 return None;
             }
-            let usable =
-                sdp_body(&r, r.body()).is_some_and(|s| self.apply_answer(side, &s).is_ok());
+            let answer = sdp_body(&r, r.body()).or_else(|| stage.early_sdp.clone());
+            let usable = answer.is_some_and(|s| self.apply_answer(side, &s).is_ok());
             let stage = self.stage(side);
             if !usable || dialog.is_none() {
                 warn!(?side, "answered without a usable SDP answer: BYE");
@@ -821,18 +831,16 @@ impl DialoutCall {
         DialoutOutcome::StageOneHungUp
     }
 
-    /// Drain time over before the bridge: every leg ends.
-    fn shutdown(&mut self) -> DialoutOutcome {
+    /// Drain time over before the bridge: every leg ends. A ringing leg
+    /// is cancelled and waited for ([`SETTLE_WAIT`], within the drain's
+    /// grace), so a 200 that crosses the CANCEL gets its BYE before the
+    /// process exits.
+    async fn shutdown(&mut self) -> DialoutOutcome {
         info!("drain time over: dialout cancelled");
-        let ctx = self.ctx.clone();
         for side in [Side::A, Side::B] {
             let st = self.stage(side);
-            if let Some(leg) = st.leg.as_mut()
-                && st.status.is_none()
-            {
-                leg.cancel(&ctx);
-                st.status = Some(if leg.provisional { 487 } else { 408 });
-                st.stopped = Some(Utc::now());
+            if st.leg.is_some() && st.status.is_none() {
+                self.cancel(side).await;
             }
         }
         if let Some(d) = self.br.b_dialog.take() {
@@ -841,8 +849,44 @@ impl DialoutCall {
         self.end_stage_one(DialoutOutcome::Cancelled)
     }
 
+    /// Closes the call's events and ends with BYE each 2xx still queued
+    /// for a stage that was never answered (one that crossed our CANCEL
+    /// after [`SETTLE_WAIT`]). A 2xx that comes later finds the events
+    /// closed and is ended by the leg's watcher (`src/call/uac.rs`).
+    fn end_late_answers(&mut self) {
+        self.br.events.close();
+        while let Ok(ev) = self.br.events.try_recv() {
+            let (side, r) = match ev {
+                CallEvent::AResponse(r) => (Side::A, r),
+                CallEvent::BResponse(r) => (Side::B, r),
+                _ => continue,
+            };
+            if !(200..300).contains(&code_of(&r)) {
+                continue;
+            }
+            let ctx = self.ctx.clone();
+            let st = self.stage(side);
+            let Some(leg) = st.leg.as_ref() else { continue };
+            if st.answered.is_some() || !leg.is_current(&r) {
+                continue;
+            }
+            let dialog = leg
+                .conn
+                .clone()
+                .and_then(|c| b_dialog(&ctx.cfg, &leg.invite, &r, c, leg.dest.clone()))
+                .map(|mut d| {
+                    // After our PRACKs, the dialog goes on from their CSeq.
+                    d.local_cseq = d.local_cseq.max(leg.cseq);
+                    d
+                });
+            info!(?side, "answered as the dialout ended: BYE");
+            self.br.bye(dialog);
+        }
+    }
+
     /// Records each leg that was called and reports the outcome.
     async fn finish(&mut self, outcome: DialoutOutcome) {
+        self.end_late_answers();
         self.stop_playing();
         if let Some(relay) = &self.br.relay {
             info!(
@@ -853,7 +897,8 @@ impl DialoutCall {
         }
         self.br.relay = None; // ports back to the pool
         let end = self.br.stopped.unwrap_or_else(Utc::now);
-        let hangup = self.br.hangup.map(str::to_string);
+        // No party hung up (a failure, a timeout, a shutdown): Mediator did.
+        let hangup = Some(self.br.hangup.unwrap_or("system").to_string());
         let redirect = self.dialout.redirect_did.clone();
         let legs: Vec<CallRecord> = [&self.one, &self.two]
             .into_iter()
