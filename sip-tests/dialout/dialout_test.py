@@ -176,6 +176,8 @@ class Leg:
         self.tag = f"t{random.getrandbits(32)}"
         self.invited = time.monotonic()
         self.answered = self.ended = None
+        self.acked = None
+        self.answer_at = None  # on_cancel: when to answer the cancelled INVITE
         self.final = None
         self.bye_from_mediator = None
         self.target = mt.media_target(invite["body"])
@@ -204,7 +206,11 @@ class Trunk(threading.Thread):
     """Answers INVITEs per number as `behaviours[number]` says:
     answer_after (s, 180 meanwhile), busy (486), challenge (401 or 407),
     press (a key as RFC 4733, 'info:1' as SIP INFO, at press_at s after
-    answer), rtp (its port), hz (the tone it sends after answer)."""
+    answer), rtp (its port), hz (the tone it sends after answer),
+    early_hz / early_sdp (183 with SDP, with that tone / silence, before
+    the answer), sdp_in_200 (False: the 200 has no SDP, the 183's stands),
+    on_cancel (s: a CANCEL gets its 200 but no 487; the INVITE is answered
+    200 that long after it, as when the answer crosses the CANCEL)."""
 
     def __init__(self, proto, behaviours):
         super().__init__(daemon=True)
@@ -267,17 +273,21 @@ class Trunk(threading.Thread):
                 leg.ended = time.monotonic()
                 self.reply(m, src, 486, "Busy Here", leg.tag)
                 return
-            if beh.get("early_hz"):
+            if beh.get("early_hz") or beh.get("early_sdp"):
                 # 183 with SDP and early media (a tone) until the answer
                 self.reply(m, src, 183, "Session Progress", leg.tag, self.sdp(leg))
                 leg.rtp = RtpPeer(leg)
             else:
                 self.reply(m, src, 180, "Ringing", leg.tag)
         elif start.startswith("ACK"):
+            if leg and leg.answered and not leg.acked:
+                leg.acked = time.monotonic()
             return
         elif start.startswith("CANCEL"):
             self.reply(m, src, 200, "OK", leg.tag if leg else "x")
-            if leg and leg.final is None:
+            if leg and leg.final is None and leg.beh.get("on_cancel") is not None:
+                leg.answer_at = time.monotonic() + leg.beh["on_cancel"]
+            elif leg and leg.final is None:
                 leg.final = 487
                 leg.ended = time.monotonic()
                 self.reply(leg.invite, leg.src, 487, "Request Terminated", leg.tag)
@@ -297,11 +307,15 @@ class Trunk(threading.Thread):
 
     def tick(self, leg):
         now = time.monotonic()
-        if leg.final is None and now >= leg.invited + leg.beh.get("answer_after", 0.2):
+        due = leg.invited + leg.beh.get("answer_after", 0.2)
+        if leg.answer_at is not None:
+            due = min(due, leg.answer_at)
+        if leg.final is None and now >= due:
             leg.final = 200
             leg.answered = now
             leg.rtp = leg.rtp or RtpPeer(leg)
-            self.reply(leg.invite, leg.src, 200, "OK", leg.tag, self.sdp(leg))
+            body = self.sdp(leg) if leg.beh.get("sdp_in_200", True) else ""
+            self.reply(leg.invite, leg.src, 200, "OK", leg.tag, body)
         p = leg.beh.get("press")
         if p and leg.answered and not leg.ended and now >= leg.answered + leg.beh.get("press_at", 3.6):
             leg.beh["press"] = None
@@ -467,7 +481,7 @@ def check_records(sid, trunk, outcome):
         time.sleep(0.2)
     items.sort(key=lambda r: r.get("date_start") or "")
     got = [(r.get("number_dst"), r.get("sip_status"), r.get("outcome"), r.get("type")) for r in items]
-    want = [(leg.user, leg.final, outcome, "dialout") for leg in trunk.order]
+    want = [(leg.user, leg.beh.get("record_status", leg.final), outcome, "dialout") for leg in trunk.order]
     return got == want, f"records {got}, want {want}"
 
 
@@ -716,17 +730,88 @@ def cases(proto):
         return connected_checks(t, o, w, r, out, want_from=(w, o))
     add("hide-false-cnam-x-header", {"answer_after": 0.3}, {"answer_after": 2.0},
         {"hide_origination_did": "false", "cnam": "Acme Clinic", "sip_header_X-Campaign": "c42"}, shown_check)
+
+    # RFC 3261 §13.2.1 / field cases: a trunk that puts its answer in a 183
+    # and sends the 200 without SDP. Both stages: the early answer stands,
+    # audio flows both ways after the bridge.
+    add("early-answer-200-without-sdp", {"answer_after": 0.6, "early_sdp": True, "sdp_in_200": False},
+        {"answer_after": 2.0, "early_sdp": True, "sdp_in_200": False}, {},
+        lambda t, o, w, r, out, _: connected_checks(t, o, w, r, out))
+
+    def wait_bye(leg, secs):
+        end = time.monotonic() + secs
+        while time.monotonic() < end and not leg.bye_from_mediator:
+            time.sleep(0.05)
+        return leg.bye_from_mediator
+
+    def crossed_check(t, o, w, r, out, _):
+        # RFC 3261 §9.1/§15: the 200 that crossed our CANCEL at the ring
+        # timeout is ACKed and ended with BYE; stage two did not answer.
+        l1, l2 = t.leg_for(o), t.leg_for(w)
+        if out != "stage_two_no_answer" or not l2 or l2.final != 200:
+            return False, f"outcome {out}, calls {calls_seen(t)}"
+        if not l2.acked or not wait_bye(l2, 3):
+            return False, f"stage two's crossing 200: ACK {l2.acked}, BYE {l2.bye_from_mediator}"
+        if not l1.bye_from_mediator:
+            return False, "stage one got no BYE"
+        return True, ""
+    add("stage-two-answer-crosses-ring-timeout-cancel", {"answer_after": 0.3},
+        {"answer_after": 60, "on_cancel": 0}, {}, crossed_check)
+
+    def late_check(t, o, w, r, out, _):
+        # A 200 that comes long after the CANCEL (the dialout has ended and
+        # is recorded): still ACKed and ended with BYE, never left up.
+        l1 = t.leg_for(o)
+        if out != "stage_one_no_answer" or t.leg_for(w):
+            return False, f"outcome {out}, calls {calls_seen(t)}"
+        if not wait_bye(l1, 12):
+            return False, f"late 200 to stage one: ACK {l1.acked}, no BYE"
+        if not l1.acked or l1.bye_from_mediator < l1.answered:
+            return False, f"late 200 to stage one: ACK {l1.acked}, BYE {l1.bye_from_mediator}"
+        return True, ""
+    add("stage-one-answers-after-the-dialout-ended", {"answer_after": 60, "on_cancel": 6.0, "record_status": 487},
+        {"answer_after": 0.3}, {}, late_check)
     return c
 
 
-def case_shutdown(proto, med):
+def case_oversized_invite(proto):
+    """An INVITE too large for any UDP datagram (many long sip_header_X-*)
+    to a UDP trunk that has no TCP: stage one fails at once (503,
+    stage_one_failed), nothing is sent, and the trunk is never called."""
+    name = f"{proto}-oversized-invite-fails-stage-one"
+    one, two, redirect = numbers()
+    trunk = Trunk(proto, {one: {"answer_after": 0.3, "rtp": ONE_RTP}, two: {"answer_after": 0.3, "rtp": TWO_RTP}})
+    trunk.start()
+    try:
+        attrs = {f"sip_header_X-Big{i}": "v" * 500 for i in range(140)}
+        sid = place(one, two, redirect, attrs)
+        outcome = outcome_of(sid, 20)
+        if outcome != "stage_one_failed" or trunk.order:
+            return result(name, False, f"outcome {outcome}, calls {calls_seen(trunk)}")
+        code, v = api("GET", f"/calls?filter=dialout_sid+eq+{sid}&limit=10")
+        items = (v.get("body") or {}).get("items", []) if code == 200 else []
+        got = [(r.get("number_dst"), r.get("sip_status"), r.get("hangup_side")) for r in items]
+        if got != [(one, 503, "system")]:
+            return result(name, False, f"records {got}")
+        ok, why = check_gone(sid)
+        result(name, ok, why)
+    finally:
+        trunk.close()
+        time.sleep(0.3)
+
+
+def case_shutdown(proto, med, crossing=False):
     """SIGTERM while stage two rings: after sip.drain_secs the dialout is
     cancelled (CANCEL to stage two, BYE to stage one), recorded as
-    `cancelled`, and Mediator exits."""
-    name = f"{proto}-shutdown-cancels-ringing-dialout"
+    `cancelled`, and Mediator exits. With `crossing`, stage two answers the
+    CANCEL's INVITE with 200 (the answer crossed the CANCEL): Mediator
+    ACKs it and ends it with BYE before it exits."""
+    name = f"{proto}-shutdown-{'200-crosses-cancel' if crossing else 'cancels-ringing-dialout'}"
     one, two, redirect = numbers()
-    trunk = Trunk(proto, {one: {"answer_after": 0.3, "rtp": ONE_RTP, "hz": ONE_HZ},
-                          two: {"answer_after": 60, "rtp": TWO_RTP, "hz": TWO_HZ}})
+    two_beh = {"answer_after": 60, "rtp": TWO_RTP, "hz": TWO_HZ}
+    if crossing:
+        two_beh["on_cancel"] = 0.1
+    trunk = Trunk(proto, {one: {"answer_after": 0.3, "rtp": ONE_RTP, "hz": ONE_HZ}, two: two_beh})
     trunk.start()
     try:
         sid = place(one, two, redirect)
@@ -740,7 +825,8 @@ def case_shutdown(proto, med):
         med.wait(20)
         outcome = outcome_of(sid, 1)
         l1, l2 = trunk.leg_for(one), trunk.leg_for(two)
-        if outcome != "cancelled" or l2.final != 487 or not l1.bye_from_mediator:
+        want = 200 if crossing else 487
+        if outcome != "cancelled" or l2.final != want or not l1.bye_from_mediator:
             return result(name, False, f"outcome {outcome}, calls {calls_seen(trunk)}, BYE {l1.bye_from_mediator}")
         if l2.ended - t_term < DRAIN_SECS - 0.5:
             return result(name, False, f"cancelled {l2.ended - t_term:.1f} s after SIGTERM, before the drain time")
@@ -749,8 +835,10 @@ def case_shutdown(proto, med):
         rows = db.execute("SELECT number_dst, sip_status, outcome FROM calls WHERE dialout_sid = ? "
                           "ORDER BY date_start", (sid,)).fetchall()
         db.close()
-        if rows != [(one, 200, "cancelled"), (two, 487, "cancelled")]:
+        if rows != [(one, 200, "cancelled"), (two, want, "cancelled")]:
             return result(name, False, f"stored records {rows}")
+        if crossing and not (l2.acked and l2.bye_from_mediator):
+            return result(name, False, f"stage two's crossing 200: ACK {l2.acked}, BYE {l2.bye_from_mediator}")
         result(name, True)
     finally:
         trunk.close()
@@ -800,31 +888,47 @@ permissions = ["hide_origination_did"]
     LOG = os.path.join(tmp, "mediator.log")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIATOR_")}
     env["MEDIATOR_LOG"] = "info,rsipstack=warn"
-    med = subprocess.Popen([binary, "serve", "--config", conf], stdout=open(LOG, "w"), stderr=subprocess.STDOUT, env=env)
-    try:
+
+    def start():
+        """Starts Mediator (its log appended to LOG) and waits for its API."""
+        m = subprocess.Popen([binary, "serve", "--config", conf], stdout=open(LOG, "a"),
+                             stderr=subprocess.STDOUT, env=env)
         for _ in range(300):
             try:
                 if api("GET", "/dids?limit=1")[0] == 200:
-                    break
+                    return m
             except OSError:
                 pass
             time.sleep(0.1)
-        else:
-            print(log_text()[-2000:])
-            print("0 passed, 1 failed")
-            sys.exit(1)
+        print(log_text()[-2000:])
+        print("0 passed, 1 failed")
+        m.kill()
+        sys.exit(1)
+
+    med = start()
+    try:
+        if proto == "udp" and only.search("oversized-invite-fails-stage-one"):
+            try:
+                case_oversized_invite(proto)
+            except Exception as e:  # noqa: BLE001 - a case that crashes fails
+                result(f"{proto}-oversized-invite-fails-stage-one", False, repr(e))
         for name, fn in cases(proto):
             if only.search(name):
                 try:
                     fn(name)
                 except Exception as e:  # noqa: BLE001 - a case that crashes fails
                     result(f"{proto}-{name}", False, repr(e))
-        # Last: it stops Mediator.
-        if only.search("shutdown-cancels-ringing-dialout"):
+        # Last: they stop Mediator (started again for the second).
+        for crossing in (False, True):
+            name = f"shutdown-{'200-crosses-cancel' if crossing else 'cancels-ringing-dialout'}"
+            if not only.search(name):
+                continue
+            if med.poll() is not None:
+                med = start()
             try:
-                case_shutdown(proto, med)
+                case_shutdown(proto, med, crossing)
             except Exception as e:  # noqa: BLE001 - a case that crashes fails
-                result(f"{proto}-shutdown-cancels-ringing-dialout", False, repr(e))
+                result(f"{proto}-{name}", False, repr(e))
     finally:
         med.terminate()
         try:
