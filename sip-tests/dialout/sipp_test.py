@@ -39,6 +39,7 @@ SIPP_MP = dt.RTPK + 600
 TE = 101  # the telephone-event PT of Mediator's offer to stage one (and the pcaps')
 CONFIRM_SECS = 2
 TWO_SECS = 4  # stage two talks this long, then hangs up
+RING_SECS = 2.0  # stage two rings (180) this long before its 200
 PASS = FAIL = 0
 
 
@@ -97,7 +98,8 @@ def render(dst, two, redirect, dtmf, audio):
     play = "" if dtmf == "none" else (
         f'<nop><action><exec play_pcap_audio="{dtmf}"/></action></nop>\n  <recv request="BYE" timeout="1500" ontimeout="talk" next="bye"/>')
     for k, v in {"@TWO@": two, "@REDIRECT@": redirect, "@DTMF@": play, "@TE@": str(TE),
-                 "@AUDIO_PCAP@": audio, "@TWO_MS@": str(TWO_SECS * 1000)}.items():
+                 "@AUDIO_PCAP@": audio, "@TWO_MS@": str(TWO_SECS * 1000),
+                 "@RING_MS@": str(int(RING_SECS * 1000))}.items():
         s = s.replace(k, v)
     open(dst, "w").write(s)
 
