@@ -2,13 +2,17 @@
 # Dialouts with a SIPp trunk (issue 6, Tests; docs/call-flows.md,
 # "Dialouts"): one SIPp UAS (trunk_uas.xml) at the trunk address answers
 # both stages of dialouts placed by the release binary, over UDP and then
-# over TCP. Cases (sipp_test.py): press-1 (RFC 4733 '1' from
-# dtmf_2833_1.pcap: stage two called only after the key, both Froms the
-# redirect DID, PCMU both ways on both legs after the bridge seen by
-# tcpdump, outcome connected); press-2 (no stage two, stage one gets BYE,
-# not_confirmed); never-press (BYE no sooner than twice
-# sip.confirm_timeout_secs: the prompt repeats once; not_confirmed). Each case checks the dialout
-# 404s in GET /dialouts/{sid} and GET /calls has its records.
+# over TCP; stage two rings (180) 2 s before answering. Cases
+# (sipp_test.py): press-1 (RFC 4733 '1' from dtmf_2833_1.pcap: stage two
+# called only after the key, both Froms the redirect DID, stage one heard
+# the NANP ring-back, 440+480 Hz, while stage two rang, PCMU both ways on
+# both legs after the bridge, outcome connected); press-2 (no stage two,
+# stage one gets BYE, not_confirmed); never-press (BYE no sooner than twice
+# sip.confirm_timeout_secs, and stage one heard the prompt and its one
+# repeat as two speech bursts that far apart; not_confirmed). In each case
+# stage one heard the confirmation prompt (speech energy after its answer),
+# the dialout 404s in GET /dialouts/{sid} and GET /calls has its records.
+# What stage one heard is what tcpdump saw Mediator send to its media port.
 #
 # Needs sipp (sip-tester), tcpdump (root), python3; installs the first two
 # with apt-get when missing, fails loudly otherwise. Loopback; ports

@@ -2,21 +2,33 @@
 """Dialouts with a SIPp trunk (issue 6, Tests): the release binary places a
 dialout made with POST /dialouts (delay 0, use_call_confirmation) and one
 SIPp UAS (trunk_uas.xml) at the trunk address answers both stages, over
-UDP or TCP (the trunk transport of Mediator's config). Cases:
+UDP or TCP (the trunk transport of Mediator's config). Stage two rings
+(180) RING_SECS before its 200. Cases:
 
   press-1     stage one plays RFC 4733 '1' (dtmf_2833_1.pcap) 3 s after the
               answer: stage two is called only after that, both Froms are the
-              redirect DID, PCMU flows both ways on both legs after the bridge
-              (tcpdump), stage two's BYE ends both legs; outcome connected.
+              redirect DID, stage one heard the NANP ring-back (Goertzel:
+              440 and 480 Hz each over 20 times 350, 600 and 1000 Hz) while
+              stage two rang, PCMU flows both ways on both legs after the
+              bridge (tcpdump), stage two's BYE ends both legs; outcome
+              connected.
   press-2     dtmf_2833_2.pcap: stage two is never called, stage one gets
               Mediator's BYE within 2 s of the key; outcome not_confirmed.
   never-press no key: stage one gets the BYE no sooner than twice
-              sip.confirm_timeout_secs (with the one repeat) after the
-              answer; outcome not_confirmed.
+              sip.confirm_timeout_secs after the answer and heard two
+              separate speech bursts, the prompt and its one repeat, with
+              at least sip.confirm_timeout_secs - 0.5 s of quiet between
+              them; outcome not_confirmed.
 
-Every case also checks that GET /dialouts/{sid} is 404 afterwards and that
-GET /calls holds the dialout's records with that outcome. The broader
-coverage (challenges, busy, ring-back, INFO, ...) is dialout_test.py's.
+In every case stage one heard the confirmation prompt (Mediator's built-in
+espeak-ng one: RMS >= 300 from 0.3 to 2.2 s after its ACK). What stage one
+heard is the PCMU that tcpdump saw Mediator send from stage one's relay port
+(the port of its offer) to SIPp's media port, decoded here, so stage one's
+own audio does not mask it; times come from SIPp's -trace_msg log and the
+capture's timestamps (both this machine's wall clock). Every case also
+checks that GET /dialouts/{sid} is 404 afterwards and that GET /calls holds
+the dialout's records with that outcome. The broader coverage (challenges,
+busy, INFO, ...) is dialout_test.py's.
 
 Usage: sipp_test.py MEDIATOR_BIN udp|tcp WORKDIR
 Ports (127.0.0.1): PORT_BASE (default 21000) + 0 Mediator SIP, + 1 REST,
@@ -34,12 +46,15 @@ from datetime import datetime
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dialout_test as dt  # noqa: E402  (REST helpers, ports, DIDs)
 
+mt = dt.mt  # sip-tests/media/media_test.py: G.711, Goertzel, RMS
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIPP_MP = dt.RTPK + 600
 TE = 101  # the telephone-event PT of Mediator's offer to stage one (and the pcaps')
 CONFIRM_SECS = 2
 TWO_SECS = 4  # stage two talks this long, then hangs up
 RING_SECS = 2.0  # stage two rings (180) this long before its 200
+PROMPT_RMS = 300  # the built-in prompt's speech, as dialout_test.py wants it
 PASS = FAIL = 0
 
 
@@ -71,7 +86,8 @@ def messages(path):
 
 
 def udp_packets(path):
-    """(time, src port, dst port, RTP PT) of the UDP packets in a pcap."""
+    """(time, src port, dst port, RTP PT, UDP payload: the RTP packet) of
+    the UDP packets in a pcap."""
     data = open(path, "rb").read() if os.path.exists(path) else b""
     if len(data) < 24:
         return []
@@ -89,8 +105,64 @@ def udp_packets(path):
         if len(u) < 10:
             continue
         sp, dp = struct.unpack(">HH", u[:4])
-        out.append((sec + usec / 1e6, sp, dp, u[9] & 0x7F))
+        out.append((sec + usec / 1e6, sp, dp, u[9] & 0x7F, u[8:]))
     return out
+
+
+def sent_to_one(log, packets, two):
+    """What stage one heard: (time, RTP packet) of each packet Mediator sent
+    from the relay port of its offer to stage one to SIPp's media port (not
+    what stage one itself plays), in capture order; [] without that offer."""
+    body = next((text for _, dr, line, text in log
+                 if dr == "recv" and line.startswith("INVITE ") and not line.startswith(f"INVITE sip:{two}@")), "")
+    m = re.search(r"(?m)^m=audio (\d+) ", body)
+    if not m:
+        return []
+    relay = int(m.group(1))
+    return [(t, rtp) for t, sp, dp, _, rtp in packets if sp == relay and dp == SIPP_MP]
+
+
+def speech_bursts(heard, t0, t1, join=1.0):
+    """[start, end] of each stretch of speech in `heard` between t0 and t1:
+    20 ms packets of RMS >= PROMPT_RMS, joined across quieter gaps shorter
+    than `join` s (the pauses between words; sip.confirm_timeout_secs of
+    silence separates the prompt from its repeat)."""
+    out = []
+    for t, rtp in heard:
+        if not t0 <= t <= t1:
+            continue
+        x = mt.audio_of([(t, rtp)])
+        if not x or mt.rms(x) < PROMPT_RMS:
+            continue
+        if out and t - out[-1][1] < join:
+            out[-1][1] = t
+        else:
+            out.append([t, t])
+    return out
+
+
+def heard_ok(press, heard, ack1, inv2, ok2, bye):
+    """What stage one heard: the confirmation prompt after its answer; with
+    no key the prompt twice, sip.confirm_timeout_secs apart; with '1' the
+    NANP ring-back while stage two rang."""
+    rms, x = dt.energy(heard, ack1 + 0.3, ack1 + 2.2)
+    if len(x) < 8000 or rms < PROMPT_RMS:
+        return False, f"prompt: RMS {rms:.0f} over {len(x)} samples in [ACK + 0.3, + 2.2] s, want >= {PROMPT_RMS}"
+    if press == "none":
+        b = speech_bursts(heard, ack1, bye)
+        shown = [(round(a - ack1, 2), round(z - ack1, 2)) for a, z in b]
+        if len(b) != 2:
+            return False, f"speech bursts (s after the ACK) {shown}, want the prompt and its repeat"
+        if b[1][0] - b[0][0] < CONFIRM_SECS - 0.5 or b[1][0] - b[0][1] < CONFIRM_SECS - 0.5:
+            return False, f"speech bursts (s after the ACK) {shown}: repeat not sip.confirm_timeout_secs after the prompt"
+    if press == "1":
+        _, x = dt.energy(heard, inv2 + 0.3, ok2 - 0.1)
+        if len(x) < 4000:
+            return False, f"stage one heard {len(x)} samples while stage two rang"
+        p = {hz: mt.goertzel(x, hz) for hz in (440, 480, 350, 600, 1000)}
+        if min(p[440], p[480]) < 20 * max(p[350], p[600], p[1000]):
+            return False, "ring-back: Goertzel power " + ", ".join(f"{hz} Hz {v:.2e}" for hz, v in p.items())
+    return True, ""
 
 
 def render(dst, two, redirect, dtmf, audio):
@@ -175,17 +247,22 @@ def run_case(proto, name, press, work, audio):
         least, most = (3.0, 5.0) if press == "2" else (2 * CONFIRM_SECS, 30.0)
         if not least <= bye - ack1 < most:
             return result(full, False, f"BYE {bye - ack1:.1f} s after the ACK, want [{least}, {most})")
-        return result(full, True)
+        heard = sent_to_one(log, udp_packets(os.path.join(d, "rtp.pcap")), two)
+        return result(full, *heard_ok(press, heard, ack1, None, None, bye))
     # press 1: stage two only after the key (sent 3 s after stage one's ACK).
     if inv2 is None or ack1 is None or inv2 < ack1 + 3.0:
         return result(full, False, f"stage two INVITE at {inv2}, stage one ACK at {ack1}: not after the key")
     ack2 = next((t for t, dr, line, _ in log if dr == "recv" and line.startswith("ACK ") and t > inv2), None)
     if ack2 is None:
         return result(full, False, "no ACK for stage two")
-    pk = [p for p in udp_packets(os.path.join(d, "rtp.pcap")) if p[0] > ack2 + 0.3]
+    ok2 = next((t for t, dr, line, _ in log if dr == "sent" and line.startswith("SIP/2.0 200") and t > inv2), None)
+    if ok2 is None:
+        return result(full, False, "stage two sent no 200")
+    packets = udp_packets(os.path.join(d, "rtp.pcap"))
+    pk = [p for p in packets if p[0] > ack2 + 0.3]
     lo, hi = dt.RTP_LOW, dt.RTP_HIGH
     to_trunk, from_trunk = {}, {}
-    for _, sp, dp, pt in pk:
+    for _, sp, dp, pt, _ in pk:
         if pt != 0:
             continue
         if lo <= sp <= hi and dp == SIPP_MP:
@@ -195,7 +272,7 @@ def run_case(proto, name, press, work, audio):
     # Two relay ports (one per leg) each send and receive PCMU after the bridge.
     if sum(1 for n in to_trunk.values() if n >= 50) < 2 or sum(1 for n in from_trunk.values() if n >= 50) < 2:
         return result(full, False, f"PCMU after the bridge: relay->trunk {to_trunk}, trunk->relay {from_trunk}")
-    return result(full, True)
+    return result(full, *heard_ok(press, sent_to_one(log, packets, two), ack1, inv2, ok2, None))
 
 
 def main():
