@@ -177,6 +177,7 @@ class Leg:
         self.invited = time.monotonic()
         self.answered = self.ended = None
         self.acked = None
+        self.cancelled = None  # when Mediator's CANCEL came
         self.answer_at = None  # on_cancel: when to answer the cancelled INVITE
         self.final = None
         self.bye_from_mediator = None
@@ -285,6 +286,8 @@ class Trunk(threading.Thread):
             return
         elif start.startswith("CANCEL"):
             self.reply(m, src, 200, "OK", leg.tag if leg else "x")
+            if leg and not leg.cancelled:
+                leg.cancelled = time.monotonic()
             if leg and leg.final is None and leg.beh.get("on_cancel") is not None:
                 leg.answer_at = time.monotonic() + leg.beh["on_cancel"]
             elif leg and leg.final is None:
@@ -828,8 +831,10 @@ def case_shutdown(proto, med, crossing=False):
         want = 200 if crossing else 487
         if outcome != "cancelled" or l2.final != want or not l1.bye_from_mediator:
             return result(name, False, f"outcome {outcome}, calls {calls_seen(trunk)}, BYE {l1.bye_from_mediator}")
-        if l2.ended - t_term < DRAIN_SECS - 0.5:
-            return result(name, False, f"cancelled {l2.ended - t_term:.1f} s after SIGTERM, before the drain time")
+        if not l2.cancelled:
+            return result(name, False, "stage two got no CANCEL")
+        if l2.cancelled - t_term < DRAIN_SECS - 0.5:
+            return result(name, False, f"cancelled {l2.cancelled - t_term:.1f} s after SIGTERM, before the drain time")
         # The records reached the store before the process ended.
         db = sqlite3.connect(os.path.join(os.path.dirname(LOG), "mediator.db"))
         rows = db.execute("SELECT number_dst, sip_status, outcome FROM calls WHERE dialout_sid = ? "
