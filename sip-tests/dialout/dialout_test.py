@@ -178,6 +178,7 @@ class Leg:
         self.answered = self.ended = None
         self.acked = None
         self.cancelled = None  # when Mediator's CANCEL came
+        self.bye_answer = None  # the status Mediator gave our BYE
         self.answer_at = None  # on_cancel: when to answer the cancelled INVITE
         self.final = None
         self.bye_from_mediator = None
@@ -301,7 +302,12 @@ class Trunk(threading.Thread):
                 leg.ended = leg.ended or time.monotonic()
                 leg.stop = True
         elif start.startswith("SIP/2.0"):
-            return  # responses to our BYE/INFO
+            # responses to our BYE/INFO
+            if leg and mt.hget(m, "cseq").upper().endswith("BYE") and leg.bye_answer is None:
+                code = int(start.split()[1])
+                if code >= 200:
+                    leg.bye_answer = code
+            return
         else:
             self.reply(m, src, 200, "OK", leg.tag if leg else "x")
 
@@ -326,6 +332,8 @@ class Trunk(threading.Thread):
                 self.request(leg, "INFO", "application/dtmf-relay", f"Signal={p[5:]}\r\nDuration=160\r\n")
             else:
                 leg.rtp.press(p)
+            if leg.beh.get("bye_with_press"):
+                self.hang_up(leg)
 
     def request(self, leg, method, ctype="", body=""):
         """Sends a request in the leg's dialog (we are its UAS)."""
@@ -772,6 +780,23 @@ def cases(proto):
         if not l1.acked or l1.bye_from_mediator < l1.answered:
             return False, f"late 200 to stage one: ACK {l1.acked}, BYE {l1.bye_from_mediator}"
         return True, ""
+    def crossing_bye_check(t, o, w, r, out, _):
+        # Stage one's BYE sent with its key crosses Mediator's BYE: it is
+        # answered (200, or 481 once the dialog has gone) on its first
+        # sending, not left to retransmissions.
+        l1 = t.leg_for(o)
+        end = time.monotonic() + 2
+        while time.monotonic() < end and l1 and l1.bye_answer is None:
+            time.sleep(0.05)
+        if out not in ("not_confirmed", "stage_one_hung_up") or t.leg_for(w):
+            return False, f"outcome {out}, calls {calls_seen(t)}"
+        if l1.bye_answer not in (200, 481):
+            return False, f"stage one's BYE answered {l1.bye_answer}"
+        return True, ""
+    add("confirm-info-2-with-bye-crossing", {"answer_after": 0.3, "press": "info:2", "press_at": 3.2,
+                                            "bye_with_press": True}, {"answer_after": 1.0},
+        {"use_call_confirmation": "true"}, crossing_bye_check)
+
     add("stage-one-answers-after-the-dialout-ended", {"answer_after": 60, "on_cancel": 6.0, "record_status": 487},
         {"answer_after": 0.3}, {}, late_check)
     return c

@@ -852,13 +852,26 @@ impl DialoutCall {
     /// Closes the call's events and ends with BYE each 2xx still queued
     /// for a stage that was never answered (one that crossed our CANCEL
     /// after [`SETTLE_WAIT`]). A 2xx that comes later finds the events
-    /// closed and is ended by the leg's watcher (`src/call/uac.rs`).
+    /// closed and is ended by the leg's watcher (`src/call/uac.rs`). A
+    /// request still queued is answered: BYE 200, others 481 (later ones
+    /// get 481 from the dispatcher, as for any dialog that has gone).
     fn end_late_answers(&mut self) {
         self.br.events.close();
         while let Ok(ev) = self.br.events.try_recv() {
             let (side, r) = match ev {
                 CallEvent::AResponse(r) => (Side::A, r),
                 CallEvent::BResponse(r) => (Side::B, r),
+                CallEvent::Request(tx, _) => {
+                    // Came as the dialout ended (a BYE crossing ours):
+                    // answered, never left to the peer's retransmissions.
+                    let code = if tx.original.method == Method::Bye {
+                        200
+                    } else {
+                        481
+                    };
+                    tokio::spawn(super::reply(*tx, code, false));
+                    continue;
+                }
                 _ => continue,
             };
             if !(200..300).contains(&code_of(&r)) {
