@@ -13,6 +13,8 @@
 //! | `mediator_api_request_duration_seconds` | histogram | `method`, `route` | their latency |
 //! | `mediator_callbacks_total` | counter | `outcome` (`delivered`, `failed`, `given_up`) | callback delivery attempts |
 //! | `mediator_database_errors_total` | counter | `kind` (`unavailable`, `database`, `corrupt`, `migrate`) | store errors |
+//! | `mediator_dialouts_total` | counter | `outcome` (the Call object's `outcome`: `connected`, `not_confirmed`, `missed`, ...) | dialouts ended, placed or not (docs/api.md, "Calls") |
+//! | `mediator_dialout_start_lateness_seconds` | histogram | | how late each placed dialout was claimed after its `fire_at` (docs/dialouts.md) |
 //!
 //! Hooks in call code are one line each.
 
@@ -79,6 +81,11 @@ fn describe() {
         "Callback delivery attempts by outcome"
     );
     describe_counter!("mediator_database_errors_total", "Store errors by kind");
+    describe_counter!("mediator_dialouts_total", "Dialouts ended, by outcome");
+    describe_histogram!(
+        "mediator_dialout_start_lateness_seconds",
+        "Delay from a dialout's fire_at to its placement"
+    );
 }
 
 /// Where the gauges of calls and RTP streams are read at each scrape.
@@ -112,6 +119,18 @@ pub fn call_recorded(status: u16) {
     } else {
         counter!("mediator_calls_failed_total", "status" => status.to_string()).increment(1);
     }
+}
+
+/// A dialout ended (or was given up unplaced) with `outcome`, the Call
+/// object's `outcome` value.
+pub fn dialout_ended(outcome: &'static str) {
+    counter!("mediator_dialouts_total", "outcome" => outcome).increment(1);
+}
+
+/// A dialout was placed `late_ms` milliseconds after its `fire_at` (0 or
+/// more).
+pub fn dialout_placed(late_ms: i64) {
+    histogram!("mediator_dialout_start_lateness_seconds").record(late_ms.max(0) as f64 / 1000.0);
 }
 
 /// A store error happened.

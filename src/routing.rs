@@ -124,6 +124,7 @@ impl CallRouter for StoreRouter {
     /// removes the dialout, in one transaction
     /// ([`Store::finish_dialout`]).
     async fn finish_dialout(&self, r: DialoutRecord) -> Result<(), RouterError> {
+        crate::metrics::dialout_ended(r.outcome.as_str());
         let legs: Vec<(String, CallDetail)> = r
             .legs
             .into_iter()

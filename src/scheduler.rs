@@ -129,6 +129,7 @@ pub async fn run_dialouts<F>(
                         .await;
                     } else {
                         tracing::info!(dialout = %d.dialout_sid, node = %schedule.node, "dialout placed");
+                        crate::metrics::dialout_placed(now.saturating_sub(d.fire_at));
                         place(d);
                     }
                 }
@@ -169,6 +170,7 @@ pub async fn run_dialouts<F>(
 
 /// Records a dialout that was claimed but not placed, with `outcome`.
 async fn finish_unplaced(store: &Store, sid: &str, account: &str, outcome: DialoutOutcome) {
+    crate::metrics::dialout_ended(outcome.as_str());
     if let Err(e) = store
         .finish_dialout(sid, account, outcome.as_str(), &[])
         .await

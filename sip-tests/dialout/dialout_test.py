@@ -802,6 +802,35 @@ def cases(proto):
     return c
 
 
+def case_metrics(proto):
+    """After the cases, GET /metrics counts each dialout by its outcome as
+    the calls logged them ("dialout ended"), has one lateness sample per
+    dialout placed ("dialout placed"), and no call or RTP port pair is left
+    in use."""
+    name = f"{proto}-metrics-count-dialouts"
+    time.sleep(1.0)
+    with urllib.request.urlopen(f"http://{HOST}:{API_PORT}/metrics", timeout=5) as r:
+        text = r.read().decode()
+
+    def metric(series):
+        m = re.search(rf"^{re.escape(series)} (\S+)$", text, re.M)
+        return float(m.group(1)) if m else None
+    logged = re.findall(r"dialout ended.*?outcome=\"?(\w+)", log_text())
+    want = {o: float(logged.count(o)) for o in set(logged)}
+    got = {o: metric(f'mediator_dialouts_total{{outcome="{o}"}}') for o in want}
+    total = sum(float(v) for v in re.findall(r"^mediator_dialouts_total\{[^}]*\} (\S+)$", text, re.M))
+    placed = float(len(re.findall(r"dialout placed", log_text())))
+    lateness = metric("mediator_dialout_start_lateness_seconds_count")
+    gauges = (metric("mediator_calls_active"), metric("mediator_rtp_streams_active"))
+    if not logged or got != want or total != len(logged):
+        return result(name, False, f"mediator_dialouts_total {got} (sum {total}), logged {want}")
+    if lateness != placed:
+        return result(name, False, f"lateness samples {lateness}, dialouts placed {placed}")
+    if gauges != (0.0, 0.0):
+        return result(name, False, f"calls_active, rtp_streams_active {gauges} after the cases")
+    result(name, True)
+
+
 def case_oversized_invite(proto):
     """An INVITE too large for any UDP datagram (many long sip_header_X-*)
     to a UDP trunk that has no TCP: stage one fails at once (503,
@@ -948,6 +977,11 @@ permissions = ["hide_origination_did"]
                     fn(name)
                 except Exception as e:  # noqa: BLE001 - a case that crashes fails
                     result(f"{proto}-{name}", False, repr(e))
+        if only.search("metrics-count-dialouts"):
+            try:
+                case_metrics(proto)
+            except Exception as e:  # noqa: BLE001 - a case that crashes fails
+                result(f"{proto}-metrics-count-dialouts", False, repr(e))
         # Last: they stop Mediator (started again for the second).
         for crossing in (False, True):
             name = f"shutdown-{'200-crosses-cancel' if crossing else 'cancels-ringing-dialout'}"
