@@ -29,9 +29,11 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::store::StoreError;
 
-/// Buckets of the latency histograms, in seconds.
+/// Buckets of the latency histograms, in seconds (up to 600: a dialout's
+/// start lateness runs to `[dialouts] max_lateness_secs`, 300 by default).
 const BUCKETS: &[f64] = &[
-    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+    300.0, 600.0,
 ];
 
 type GaugeSource = Box<dyn Fn() -> (usize, usize) + Send + Sync>;
@@ -122,7 +124,7 @@ pub fn call_recorded(status: u16) {
 }
 
 /// A dialout ended (or was given up unplaced) with `outcome`, the Call
-/// object's `outcome` value.
+/// object's `outcome` value, and that was recorded in the store.
 pub fn dialout_ended(outcome: &'static str) {
     counter!("mediator_dialouts_total", "outcome" => outcome).increment(1);
 }

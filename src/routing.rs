@@ -124,7 +124,6 @@ impl CallRouter for StoreRouter {
     /// removes the dialout, in one transaction
     /// ([`Store::finish_dialout`]).
     async fn finish_dialout(&self, r: DialoutRecord) -> Result<(), RouterError> {
-        crate::metrics::dialout_ended(r.outcome.as_str());
         let legs: Vec<(String, CallDetail)> = r
             .legs
             .into_iter()
@@ -137,7 +136,11 @@ impl CallRouter for StoreRouter {
         self.store
             .finish_dialout(&r.dialout_sid, &r.account_sid, r.outcome.as_str(), &legs)
             .await
-            .map_err(router_error)
+            .map_err(router_error)?;
+        // Counted once recorded: an unrecorded one is counted by the stale
+        // cleanup that records it later.
+        crate::metrics::dialout_ended(r.outcome.as_str());
+        Ok(())
     }
 }
 

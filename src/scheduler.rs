@@ -170,13 +170,13 @@ pub async fn run_dialouts<F>(
 
 /// Records a dialout that was claimed but not placed, with `outcome`.
 async fn finish_unplaced(store: &Store, sid: &str, account: &str, outcome: DialoutOutcome) {
-    crate::metrics::dialout_ended(outcome.as_str());
-    if let Err(e) = store
+    match store
         .finish_dialout(sid, account, outcome.as_str(), &[])
         .await
     {
+        Ok(()) => crate::metrics::dialout_ended(outcome.as_str()),
         // The row stays 'started' and is picked up by the stale cleanup.
-        tracing::warn!(dialout = %sid, error = %e, "dialout outcome not recorded");
+        Err(e) => tracing::warn!(dialout = %sid, error = %e, "dialout outcome not recorded"),
     }
 }
 

@@ -779,6 +779,9 @@ def cases(proto):
             return False, f"late 200 to stage one: ACK {l1.acked}, no BYE"
         if not l1.acked or l1.bye_from_mediator < l1.answered:
             return False, f"late 200 to stage one: ACK {l1.acked}, BYE {l1.bye_from_mediator}"
+        # Ended by the leg's watcher, after the dialout had been recorded.
+        if not re.search(rf"answered after the call ended.*{re.escape(l1.cid)}|{re.escape(l1.cid)}.*answered after the call ended", log_text()):
+            return False, "no 'answered after the call ended' BYE logged for stage one"
         return True, ""
     def crossing_bye_check(t, o, w, r, out, _):
         # Stage one's BYE sent with its key crosses Mediator's BYE: it is
@@ -816,6 +819,7 @@ def case_metrics(proto):
         m = re.search(rf"^{re.escape(series)} (\S+)$", text, re.M)
         return float(m.group(1)) if m else None
     logged = re.findall(r"dialout ended.*?outcome=\"?(\w+)", log_text())
+    logged += ["missed"] * len(re.findall(r"dialout missed", log_text()))
     want = {o: float(logged.count(o)) for o in set(logged)}
     got = {o: metric(f'mediator_dialouts_total{{outcome="{o}"}}') for o in want}
     total = sum(float(v) for v in re.findall(r"^mediator_dialouts_total\{[^}]*\} (\S+)$", text, re.M))

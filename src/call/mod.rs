@@ -239,7 +239,12 @@ fn has_to_tag(tx: &Transaction) -> bool {
         .is_some()
 }
 
+/// Answers `tx` with `code` (and Allow when `allow`); an ACK is never
+/// answered (RFC 3261 §17.1.1.3: it has no response).
 async fn reply(mut tx: Transaction, code: u16, allow: bool) {
+    if tx.original.method == Method::Ack {
+        return;
+    }
     let headers = if allow {
         vec![legs::allow_header()]
     } else {

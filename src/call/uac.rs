@@ -26,11 +26,15 @@ use crate::media::relay::Side;
 use crate::sip::SipError;
 use crate::sip::config::Proto;
 use crate::sip::dialog::{final_response, send_request};
-use crate::sip::message::{code_of, header_value, via_proto};
+use crate::sip::message::{code_of, header_value, to_tag, via_proto};
 
 /// How long a TCP connect to the UDP trunk may take when a large INVITE is
 /// switched to TCP (RFC 3261 §18.1.1) before we send it over UDP instead.
 const TCP_SWITCH_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How many reliable 1xx a leg's watcher counts (for the CSeq of a late
+/// BYE); a trunk sending more is not followed further.
+const MAX_PRACKS: usize = 64;
 
 /// The largest UDP payload over IPv4 (65,535 bytes less the IP and UDP
 /// headers), in bytes.
@@ -318,8 +322,9 @@ pub(crate) fn watch(
         let mut failed = false;
         // To tags of the 2xx the call took, or we ended.
         let mut answered: Vec<Option<String>> = Vec::new();
-        // RSeq of each reliable 1xx: the call PRACKs each once.
-        let mut rseqs: Vec<String> = Vec::new();
+        // (To tag, RSeq) of each reliable 1xx: the call PRACKs each once,
+        // each PRACK taking the leg's next CSeq (at most MAX_PRACKS kept).
+        let mut rseqs: Vec<(Option<String>, String)> = Vec::new();
         while let Some(msg) = tx.receive().await {
             let SipMessage::Response(r) = msg else {
                 continue;
@@ -327,10 +332,13 @@ pub(crate) fn watch(
             let code = code_of(&r);
             failed |= code >= 300;
             if (101..200).contains(&code)
+                && rseqs.len() < MAX_PRACKS
                 && let Some(rseq) = header_value(&r, "RSeq")
-                && !rseqs.contains(&rseq)
             {
-                rseqs.push(rseq);
+                let key = (to_tag(&r), rseq);
+                if !rseqs.contains(&key) {
+                    rseqs.push(key);
+                }
             }
             let two = (200..300).contains(&code);
             let tag = two.then(|| to_tag(&r)).flatten();
@@ -358,11 +366,4 @@ pub(crate) fn watch(
             });
         }
     });
-}
-
-/// The tag of the To header of `r` (`None`: no tag).
-fn to_tag(r: &Response) -> Option<String> {
-    rsipstack::sip::prelude::HeadersExt::to_header(r)
-        .ok()
-        .and_then(|h| crate::sip::message::tag_of(h.value()))
 }

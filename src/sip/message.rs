@@ -41,6 +41,11 @@ pub fn max_forwards(req: &Request) -> Option<u32> {
     header_value(req, "Max-Forwards").and_then(|v| v.parse::<u32>().ok())
 }
 
+/// The tag of the To header of `msg` (`None`: no To, or no tag).
+pub fn to_tag<M: HeadersExt>(msg: &M) -> Option<String> {
+    msg.to_header().ok().and_then(|h| tag_of(h.value()))
+}
+
 /// The tag parameter of a From or To value.
 pub fn tag_of(value: &str) -> Option<String> {
     // Parameters after the closing '>' (or after the addr-spec) are header params.

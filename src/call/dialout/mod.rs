@@ -34,7 +34,7 @@ use crate::media::relay::{Relay, Side};
 use crate::media::sdp::{self, AudioLine};
 use crate::media::tones;
 use crate::model::dialout::Dialout;
-use crate::sip::message::{code_of, new_call_id, new_tag, sdp_body};
+use crate::sip::message::{code_of, new_call_id, new_tag, sdp_body, to_tag};
 
 /// Max-Forwards of the INVITEs we originate (RFC 3261 §8.1.1.6).
 const MAX_FORWARDS: u32 = 70;
@@ -83,10 +83,11 @@ struct Stage {
     status: Option<u16>,
     /// When it must have answered.
     ring_until: Option<Instant>,
-    /// The SDP of its latest 1xx (the early answer): the answer when its
-    /// 2xx carries none (RFC 3261 §13.2.1 wants it repeated there, but
-    /// trunks often leave it out; the binding call accepts it too).
-    early_sdp: Option<String>,
+    /// The To tag and SDP of its latest 1xx with SDP (the early answer) to
+    /// the current attempt: the answer when the 2xx of that early dialog
+    /// carries none (RFC 3261 §13.2.1 wants it repeated there, but trunks
+    /// often leave it out; the binding call accepts it too).
+    early_sdp: Option<(Option<String>, String)>,
 }
 
 impl Stage {
@@ -577,8 +578,8 @@ impl DialoutCall {
                 leg.cancel(&ctx);
             }
             let early = sdp_body(&r, r.body()).filter(|_| code > 100);
-            if early.is_some() {
-                stage.early_sdp = early.clone();
+            if let Some(s) = &early {
+                stage.early_sdp = Some((to_tag(&r), s.clone()));
             }
             if side == Side::B
                 && let Some(s) = early
@@ -616,7 +617,14 @@ impl DialoutCall {
                 self.br.bye(dialog);
                 return None;
             }
-            let answer = sdp_body(&r, r.body()).or_else(|| stage.early_sdp.clone());
+            let tag = to_tag(&r);
+            let answer = sdp_body(&r, r.body()).or_else(|| {
+                stage
+                    .early_sdp
+                    .clone()
+                    .filter(|(t, _)| *t == tag)
+                    .map(|(_, s)| s)
+            });
             let usable = answer.is_some_and(|s| self.apply_answer(side, &s).is_ok());
             let stage = self.stage(side);
             if !usable || dialog.is_none() {
@@ -645,6 +653,8 @@ impl DialoutCall {
             match leg.retries.next(&ctx.cfg, &leg.invite, &r) {
                 Retry::Again(ruri, headers) => match leg.retry(&ctx, ruri, headers, events).await {
                     Ok(()) => {
+                        // A new attempt: the last one's early answer is not its.
+                        stage.early_sdp = None;
                         let invite = leg.invite.clone();
                         match side {
                             Side::A => self.br.a_invite = Some(invite),
@@ -807,7 +817,12 @@ impl DialoutCall {
             let dialog = leg
                 .conn
                 .clone()
-                .and_then(|c| b_dialog(&ctx.cfg, &leg.invite, r, c, leg.dest.clone()));
+                .and_then(|c| b_dialog(&ctx.cfg, &leg.invite, r, c, leg.dest.clone()))
+                .map(|mut d| {
+                    // After our PRACKs, the dialog goes on from their CSeq.
+                    d.local_cseq = d.local_cseq.max(leg.cseq);
+                    d
+                });
             info!(?side, "answered as it was cancelled: BYE");
             self.br.bye(dialog);
         }
@@ -855,9 +870,12 @@ impl DialoutCall {
     /// closed and is ended by the leg's watcher (`src/call/uac.rs`). A
     /// request still queued is answered: BYE 200, others 481 (later ones
     /// get 481 from the dispatcher, as for any dialog that has gone).
-    fn end_late_answers(&mut self) {
+    async fn end_late_answers(&mut self) {
         self.br.events.close();
-        while let Ok(ev) = self.br.events.try_recv() {
+        // After close(), recv() still yields what is queued or being sent,
+        // then None (bounded in case a sender stalls).
+        let until = Instant::now() + Duration::from_secs(1);
+        while let Ok(Some(ev)) = tokio::time::timeout_at(until, self.br.events.recv()).await {
             let (side, r) = match ev {
                 CallEvent::AResponse(r) => (Side::A, r),
                 CallEvent::BResponse(r) => (Side::B, r),
@@ -899,7 +917,7 @@ impl DialoutCall {
 
     /// Records each leg that was called and reports the outcome.
     async fn finish(&mut self, outcome: DialoutOutcome) {
-        self.end_late_answers();
+        self.end_late_answers().await;
         self.stop_playing();
         if let Some(relay) = &self.br.relay {
             info!(
