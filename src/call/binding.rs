@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use super::Ctx;
 use super::callerid::{Caller, caller_of, present};
-use super::legs::{BInvite, a_dialog, a_response, b_dialog, cseq_number, map_b_failure};
+use super::legs::{BInvite, a_dialog, a_response, cseq_number, map_b_failure};
 use super::registry::{CallEvent, CallGuard};
 use super::reliable::{Provisional, ReliableUas, Tick};
 use super::retry::Retry;
@@ -571,16 +571,13 @@ impl InboundCall {
                 self.br.end_other_fork(&r);
                 return Flow::Continue;
             }
-            let Some(conn) = b.conn.clone() else {
+            if b.conn.is_none() {
                 warn!("B answered but we have no connection to it");
                 self.fail_a(500, "system");
                 return Flow::Done;
-            };
-            let mut dialog = b_dialog(&self.ctx.cfg, &b.invite, &r, conn, b.dest.clone());
-            if let Some(d) = dialog.as_mut() {
-                // After our PRACKs, B's dialog goes on from their CSeq.
-                d.local_cseq = d.local_cseq.max(b.cseq);
             }
+            // After our PRACKs, B's dialog goes on from their CSeq.
+            let dialog = b.dialog(&self.ctx.cfg, &r);
             self.br.b_dialog = dialog.clone();
             if b.cancelled || b.cancel_pending || self.a_final.is_some() {
                 // A is gone (CANCEL crossed the 200): end B (RFC 3261 §15).

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use rsipstack::sip::{Header, Request, Response, SipMessage, Uri};
 use rsipstack::transaction::Transaction;
-use rsipstack::transaction::endpoint::EndpointInnerRef;
 use rsipstack::transport::{SipAddr, SipConnection};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::mpsc::error::SendError;
@@ -24,7 +23,8 @@ use super::reliable::ReliableUac;
 use super::retry::Retries;
 use crate::media::relay::Side;
 use crate::sip::SipError;
-use crate::sip::config::Proto;
+use crate::sip::config::{Proto, ValidSipConfig};
+use crate::sip::dialog::LegDialog;
 use crate::sip::dialog::{final_response, send_request};
 use crate::sip::message::{code_of, header_value, to_tag, via_proto};
 
@@ -121,12 +121,8 @@ impl UacLeg {
             // A refused TCP connect: fail now rather than at Timer B.
             return Err(SipError::Unreachable(format!("{:?}", ctx.cfg.trunk)));
         }
-        watch(
-            tx,
-            side,
-            events,
-            Orphan::new(ctx, &req, conn.clone(), dest.clone()),
-        );
+        let via = ViaSelf::of(&ctx.cfg, via_proto(&req));
+        watch(tx, side, events, via);
         let cseq = cseq_number(&req).unwrap_or(1);
         Ok(UacLeg {
             invite: req,
@@ -140,6 +136,16 @@ impl UacLeg {
             cseq,
             side,
         })
+    }
+
+    /// The dialog of the 2xx `ok` on this leg, through our connection to the
+    /// trunk, going on after our PRACKs' CSeq; `None` without a connection
+    /// or when `ok` lacks what a dialog needs (see [`b_dialog`]).
+    pub fn dialog(&self, cfg: &ValidSipConfig, ok: &Response) -> Option<LegDialog> {
+        let conn = self.conn.clone()?;
+        let mut d = b_dialog(cfg, &self.invite, ok, conn, self.dest.clone())?;
+        d.local_cseq = d.local_cseq.max(self.cseq);
+        Some(d)
     }
 
     /// Whether `r` answers the current attempt (not an earlier one we
@@ -182,10 +188,10 @@ impl UacLeg {
             self.dest = tx.destination.clone();
         }
         info!(side = ?self.side, cseq = ?cseq_number(&req), ruri = %req.uri, "INVITE retried");
-        let orphan = Orphan::new(ctx, &req, self.conn.clone(), self.dest.clone());
+        let via = ViaSelf::of(&ctx.cfg, via_proto(&req));
         self.invite = req;
         self.provisional = false;
-        watch(tx, self.side, events, orphan);
+        watch(tx, self.side, events, via);
         Ok(())
     }
 
@@ -253,54 +259,28 @@ impl UacLeg {
     }
 }
 
-/// What [`watch`] needs to end a dialog that no call is left to take.
-pub(crate) struct Orphan {
-    endpoint: EndpointInnerRef,
-    via: ViaSelf,
-    invite: Request,
-    conn: Option<SipConnection>,
-    dest: Option<SipAddr>,
-}
-
-impl Orphan {
-    /// For the INVITE `invite` sent on `conn` to `dest`.
-    pub fn new(
-        ctx: &Ctx,
-        invite: &Request,
-        conn: Option<SipConnection>,
-        dest: Option<SipAddr>,
-    ) -> Orphan {
-        Orphan {
-            endpoint: ctx.endpoint.clone(),
-            via: ViaSelf::of(&ctx.cfg, via_proto(invite)),
-            invite: invite.clone(),
-            conn,
-            dest,
+/// Ends with BYE the dialog of `ok`, a 2xx on the INVITE transaction `tx`
+/// that no call is left to take (the stack has ACKed it); `via` is our Via
+/// for it. `pracks` is how many PRACKs the call sent in the leg's early
+/// dialog: the BYE's CSeq comes after theirs (RFC 3261 §12.2.1.1).
+fn end_orphan(tx: &Transaction, via: &ViaSelf, ok: &Response, pracks: u32) {
+    let Some(conn) = tx.connection.clone() else {
+        warn!("a 2xx after the call ended, but no connection to the trunk: no BYE");
+        return;
+    };
+    let Some(mut d) = uac_dialog(via, &tx.original, ok, conn, tx.destination.clone()) else {
+        warn!("a 2xx after the call ended without a usable To or Call-ID: no BYE");
+        return;
+    };
+    d.local_cseq += pracks;
+    info!(call_id = %d.call_id, "answered after the call ended: ACKed, and ended with BYE (RFC 3261 §15)");
+    let ep = tx.endpoint_inner.clone();
+    tokio::spawn(async move {
+        match d.bye(&ep).await {
+            Ok(code) => debug!(call_id = %d.call_id, ?code, "BYE answered"),
+            Err(e) => warn!(call_id = %d.call_id, error = %e, "BYE failed"),
         }
-    }
-
-    /// Ends the dialog of `ok` with BYE (the stack has ACKed it). `pracks`
-    /// is how many PRACKs the call sent in the leg's early dialog: the BYE's
-    /// CSeq comes after theirs (RFC 3261 §12.2.1.1).
-    fn bye(&self, ok: &Response, pracks: u32) {
-        let Some(conn) = self.conn.clone() else {
-            warn!("a 2xx after the call ended, but no connection to the trunk: no BYE");
-            return;
-        };
-        let Some(mut d) = uac_dialog(&self.via, &self.invite, ok, conn, self.dest.clone()) else {
-            warn!("a 2xx after the call ended without a usable To or Call-ID: no BYE");
-            return;
-        };
-        d.local_cseq += pracks;
-        info!(call_id = %d.call_id, "answered after the call ended: ACKed, and ended with BYE (RFC 3261 §15)");
-        let ep = self.endpoint.clone();
-        tokio::spawn(async move {
-            match d.bye(&ep).await {
-                Ok(code) => debug!(call_id = %d.call_id, ?code, "BYE answered"),
-                Err(e) => warn!(call_id = %d.call_id, error = %e, "BYE failed"),
-            }
-        });
-    }
+    });
 }
 
 /// Reads the responses of an INVITE client transaction of leg `side` into
@@ -310,14 +290,9 @@ impl Orphan {
 ///
 /// A 2xx that comes once the call has ended (its events closed: a 200 that
 /// crossed our CANCEL later than the call waited, or after a shutdown) is
-/// ended here with BYE through `orphan`, once per To tag, so the far end is
+/// ended here with BYE ([`end_orphan`], our Via `via`), once per To tag, so the far end is
 /// never left holding an answered call (RFC 3261 §15; field case BC-02).
-pub(crate) fn watch(
-    mut tx: Transaction,
-    side: Side,
-    ev: UnboundedSender<CallEvent>,
-    orphan: Orphan,
-) {
+pub(crate) fn watch(mut tx: Transaction, side: Side, ev: UnboundedSender<CallEvent>, via: ViaSelf) {
     tokio::spawn(async move {
         let mut failed = false;
         // To tags of the 2xx the call took, or we ended.
@@ -351,7 +326,7 @@ pub(crate) fn watch(
                 Err(SendError(CallEvent::AResponse(r) | CallEvent::BResponse(r)))
                     if two && !answered.contains(&tag) =>
                 {
-                    orphan.bye(&r, u32::try_from(rseqs.len()).unwrap_or(0));
+                    end_orphan(&tx, &via, &r, u32::try_from(rseqs.len()).unwrap_or(0));
                 }
                 Err(_) => {}
             }

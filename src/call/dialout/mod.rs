@@ -23,7 +23,7 @@ use super::Ctx;
 use super::binding::drive;
 use super::bridge::Bridge;
 use super::callerid::{Caller, Presented, present};
-use super::legs::{BInvite, b_dialog};
+use super::legs::BInvite;
 use super::registry::{CallEvent, CallGuard};
 use super::reliable::Provisional;
 use super::retry::Retry;
@@ -603,12 +603,8 @@ impl DialoutCall {
             }
             let stage = self.stage(side);
             let leg = stage.leg.as_mut()?;
-            let conn = leg.conn.clone()?;
-            let mut dialog = b_dialog(&ctx.cfg, &leg.invite, &r, conn, leg.dest.clone());
-            if let Some(d) = dialog.as_mut() {
-                // After our PRACKs, the dialog goes on from their CSeq.
-                d.local_cseq = d.local_cseq.max(leg.cseq);
-            }
+            leg.conn.as_ref()?;
+            let dialog = leg.dialog(&ctx.cfg, &r);
             let asked = leg.retries.session_expires();
             let cancelled = leg.cancelled || leg.cancel_pending;
             if cancelled || stage.status.is_some() {
@@ -814,15 +810,7 @@ impl DialoutCall {
         }
         st.status = Some(code);
         if code < 300 {
-            let dialog = leg
-                .conn
-                .clone()
-                .and_then(|c| b_dialog(&ctx.cfg, &leg.invite, r, c, leg.dest.clone()))
-                .map(|mut d| {
-                    // After our PRACKs, the dialog goes on from their CSeq.
-                    d.local_cseq = d.local_cseq.max(leg.cseq);
-                    d
-                });
+            let dialog = leg.dialog(&ctx.cfg, r);
             info!(?side, "answered as it was cancelled: BYE");
             self.br.bye(dialog);
         }
@@ -901,15 +889,7 @@ impl DialoutCall {
             if st.answered.is_some() || !leg.is_current(&r) {
                 continue;
             }
-            let dialog = leg
-                .conn
-                .clone()
-                .and_then(|c| b_dialog(&ctx.cfg, &leg.invite, &r, c, leg.dest.clone()))
-                .map(|mut d| {
-                    // After our PRACKs, the dialog goes on from their CSeq.
-                    d.local_cseq = d.local_cseq.max(leg.cseq);
-                    d
-                });
+            let dialog = leg.dialog(&ctx.cfg, &r);
             info!(?side, "answered as the dialout ended: BYE");
             self.br.bye(dialog);
         }
